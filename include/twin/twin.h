@@ -1,0 +1,21 @@
+/*
+ * twin.h - umbrella header: the whole public C API of libtwin.
+ */
+#ifndef TWIN_TWIN_H
+#define TWIN_TWIN_H
+
+#include "twin/alloc.h"
+#include "twin/arena.h"
+#include "twin/buf.h"
+#include "twin/clock.h"
+#include "twin/common.h"
+#include "twin/ctx.h"
+#include "twin/error.h"
+#include "twin/hash.h"
+#include "twin/json.h"
+#include "twin/log.h"
+#include "twin/metrics.h"
+#include "twin/pool.h"
+#include "twin/version.h"
+
+#endif /* TWIN_TWIN_H */

@@ -1,0 +1,2 @@
+/* clock.c - written next. */
+#include "twin/twin.h"

@@ -1,0 +1,2 @@
+/* hash.c - written next. */
+#include "twin/twin.h"

@@ -1,0 +1,2 @@
+/* json.c - written next. */
+#include "twin/twin.h"

@@ -1,0 +1,2 @@
+/* log.c - written next. */
+#include "twin/twin.h"

@@ -1,0 +1,2 @@
+/* metrics.c - written next. */
+#include "twin/twin.h"

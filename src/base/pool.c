@@ -1,0 +1,2 @@
+/* pool.c - written next. */
+#include "twin/twin.h"

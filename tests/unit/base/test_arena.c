@@ -1,0 +1,4 @@
+/* test_arena.c - written next. */
+#include "tw_test.h"
+int main(void);
+int main(void) { return 1; }

@@ -1,0 +1,2 @@
+/* written next */
+int main(void); int main(void) { return 0; }
