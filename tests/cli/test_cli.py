@@ -1,0 +1,210 @@
+"""The `twin` CLI as a user sees it: dispatch, help, usage errors, exit
+codes 0/1/2, --json output, and the commands that exist so far.
+
+TWIN_BIN names the binary under test (set by ctest)."""
+import hashlib
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+TWIN = os.environ["TWIN_BIN"]
+
+
+def twin(*args, stdin=None, **kw):
+    return subprocess.run([TWIN, *args], input=stdin, capture_output=True,
+                          timeout=60, **kw)
+
+
+def text(r):
+    return r.stdout.decode(), r.stderr.decode()
+
+
+def test_version():
+    r = twin("--version")
+    out, err = text(r)
+    assert r.returncode == 0
+    assert re.fullmatch(r"twin \d+\.\d+\.\d+ \(libtwin \d+\.\d+\.\d+\)\n", out)
+    assert err == ""
+    r = twin("version", "--json")
+    assert r.returncode == 0
+    v = json.loads(r.stdout)
+    assert v["version"] == v["library"]
+
+
+def test_unknown_command_is_usage_error():
+    r = twin("frobnicate")
+    out, err = text(r)
+    assert r.returncode == 2
+    assert out == ""
+    assert err.startswith("error: EUSAGE: unknown command 'frobnicate'\n")
+    assert "usage: twin" in err
+
+
+def test_suggestion_for_near_miss():
+    r = twin("blbo", "digest")
+    assert r.returncode == 2
+    assert "did you mean 'blob'" in r.stderr.decode()
+    r = twin("blob", "digets", "x")
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert "unknown command 'blob digets'" in err and "did you mean 'digest'" in err
+    assert "verbs of 'blob'" in err
+
+
+def test_noun_without_verb():
+    r = twin("blob")
+    assert r.returncode == 2
+    assert "'blob' needs a verb" in r.stderr.decode()
+
+
+def test_no_command():
+    r = twin()
+    assert r.returncode == 2
+    assert "no command given" in r.stderr.decode()
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["blob", "digest", "--frob", "x"], "unknown option '--frob'"),
+    (["blob", "digest", "-q", "x"], "unknown option '-q'"),
+    (["blob", "digest", "--json=yes", "x"], "option '--json' takes no value"),
+    (["blob", "digest"], "missing argument: expected FILE..."),
+    (["version", "extra"], "unexpected argument 'extra'"),
+    (["--threads", "many", "version"], "needs an integer"),
+    (["--threads"], "needs a value"),
+    (["--log-level", "loud", "version"], "unknown log level 'loud'"),
+    (["--log-format", "xml", "version"], "unknown log format 'xml'"),
+    (["--bogus", "version"], "unknown global option '--bogus'"),
+])
+def test_bad_flags_exit_2_with_usage(args, msg):
+    r = twin(*args)
+    out, err = text(r)
+    assert r.returncode == 2, err
+    assert out == ""
+    assert err.startswith("error: EUSAGE: ")
+    assert msg in err
+    assert "usage: twin" in err
+
+
+def test_help_lists_every_command():
+    r = twin("help")
+    out, _ = text(r)
+    assert r.returncode == 0
+    for cmd in ("help", "version", "blob digest", "system info"):
+        assert re.search(r"^  " + re.escape(cmd) + r"\s", out, re.M), cmd
+    assert "Exit status: 0 success, 1 the work failed, 2 bad usage." in out
+    assert twin("--help").stdout == r.stdout
+
+
+def test_help_for_one_command_matches_dash_help():
+    a = twin("help", "blob", "digest")
+    b = twin("blob", "digest", "--help")
+    assert a.returncode == b.returncode == 0
+    assert a.stdout == b.stdout
+    out = a.stdout.decode()
+    assert out.startswith("usage: twin blob digest [options] FILE...\n")
+    assert "--json" in out
+    r = twin("help", "blob")
+    assert r.returncode == 0 and "digest" in r.stdout.decode()
+    r = twin("help", "nope")
+    assert r.returncode == 2
+
+
+def test_digest_matches_hashlib(tmp_path):
+    files = []
+    for i, size in enumerate([0, 1, 65535, 65536, 65537, 1 << 20]):
+        p = tmp_path / f"f{i}.bin"
+        p.write_bytes(os.urandom(size))
+        files.append(p)
+    r = twin("blob", "digest", *map(str, files))
+    assert r.returncode == 0, r.stderr
+    want = "".join(f"sha256:{hashlib.sha256(p.read_bytes()).hexdigest()}  {p}\n"
+                   for p in files)
+    assert r.stdout.decode() == want
+    # Same answer whatever the thread count.
+    for threads in ("1", "2", "7"):
+        r2 = twin("--threads", threads, "blob", "digest", *map(str, files))
+        assert r2.stdout == r.stdout
+
+
+def test_digest_json_and_stdin(tmp_path):
+    p = tmp_path / "a b.txt"
+    p.write_bytes(b"abc")
+    r = twin("blob", "digest", "--json", str(p))
+    assert r.returncode == 0
+    v = json.loads(r.stdout)
+    assert v == [{"path": str(p), "size": 3, "digest":
+                  "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}]
+    r = twin("blob", "digest", "-", stdin=b"abc")
+    assert r.stdout.decode().startswith("sha256:ba7816bf")
+
+
+def test_digest_missing_file_reports_and_keeps_others(tmp_path):
+    good = tmp_path / "good"
+    good.write_bytes(b"x")
+    missing = tmp_path / "missing"
+    r = twin("blob", "digest", str(missing), str(good), str(tmp_path))
+    out, err = text(r)
+    assert r.returncode == 1
+    assert out == f"sha256:{hashlib.sha256(b'x').hexdigest()}  {good}\n"
+    assert f"error: ENOENT: " in err and str(missing) in err
+    assert "No such file or directory" in err
+    assert f"'{tmp_path}' is a directory" in err
+    r = twin("blob", "digest", "--json", str(missing))
+    assert r.returncode == 1
+    e = json.loads(r.stderr.decode().splitlines()[0])
+    assert e["error"]["code"] == "ENOENT" and str(missing) in e["error"]["message"]
+    assert json.loads(r.stdout) == []
+
+
+def test_metrics_out_is_prometheus_text(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"hello")
+    m = tmp_path / "metrics.prom"
+    r = twin("--metrics-out", str(m), "blob", "digest", str(p))
+    assert r.returncode == 0
+    body = m.read_text()
+    assert "# TYPE twin_blob_digest_bytes_total counter" in body
+    assert "twin_blob_digest_bytes_total 5" in body
+    assert 'twin_blob_digest_files_total{result="ok"} 1' in body
+    assert "twin_blob_digest_seconds_count 1" in body
+    assert "process_cpu_seconds_total" in body
+    check = subprocess.run(["promtool", "check", "metrics"], input=m.read_bytes(),
+                           capture_output=True, timeout=60)
+    assert check.returncode == 0 and check.stdout == b"" and check.stderr == b"", check
+    r = twin("--metrics-out", str(tmp_path / "no" / "dir.prom"), "version")
+    assert r.returncode == 1
+    assert "cannot create" in r.stderr.decode()
+
+
+def test_system_info_json():
+    r = twin("--threads", "3", "system", "info", "--json")
+    assert r.returncode == 0, r.stderr
+    v = json.loads(r.stdout)
+    assert v["threads"] == 3
+    assert v["cpus"] >= 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", v["time"])
+    r = twin("system", "info")
+    assert r.returncode == 0 and r.stdout.decode().startswith("twin ")
+
+
+def test_log_lines_go_to_stderr_as_json(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"1")
+    r = twin("--log-level", "info", "--log-format", "json", "blob", "digest", str(p))
+    assert r.returncode == 0
+    lines = [json.loads(l) for l in r.stderr.decode().splitlines()]
+    assert any(l["msg"] == "digested 1 file(s)" and l["level"] == "info"
+               and l["sub"] == "blob" for l in lines), lines
+
+
+def test_closed_stdout_is_a_failure_not_a_signal(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"1")
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([TWIN, "blob", "digest", str(p)], stdout=full,
+                           stderr=subprocess.PIPE, timeout=60)
+    assert r.returncode == 1
+    assert "cannot write the output" in r.stderr.decode()

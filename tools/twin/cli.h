@@ -1,0 +1,95 @@
+/*
+ * cli.h - the command-line framework of `twin`: command table, option
+ * parsing, usage text, error reporting and exit codes.
+ *
+ * Every command is `twin <noun> <verb> [options] [args]` (or a lone verb
+ * such as `twin help`) and is described by one cli_cmd. Options and their
+ * help come from the command's table, so parsing, `twin help CMD` and the
+ * usage message shown on a mistake can never disagree.
+ *
+ * Exit codes (DESIGN.md): 0 success, 1 the work failed, 2 bad usage.
+ */
+#ifndef TWIN_CLI_H
+#define TWIN_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "twin/twin.h"
+
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
+
+#define CLI_MAX_OPTS 16
+
+typedef struct cli_opt {
+  const char *name;    /* long name without dashes, e.g. "json" */
+  char short_name;     /* 0 if none */
+  const char *argname; /* NULL for a flag, else e.g. "N" */
+  const char *help;
+} cli_opt;
+
+typedef struct cli_ctx cli_ctx;
+
+typedef struct cli_args {
+  const char *values[CLI_MAX_OPTS]; /* value, or "" for a set flag, or NULL */
+  char **pos;                       /* positional arguments (borrowed) */
+  int npos;
+} cli_args;
+
+typedef struct cli_cmd {
+  const char *noun; /* NULL for a top-level verb */
+  const char *verb;
+  const char *args_usage; /* e.g. "FILE..." */
+  int min_args, max_args; /* max -1: unlimited */
+  const char *summary;
+  const char *description;
+  const cli_opt *opts; /* terminated by an entry with name NULL */
+  int (*run)(cli_ctx *cli, const cli_args *args);
+} cli_cmd;
+
+/* What every command receives. */
+struct cli_ctx {
+  tw_ctx *tw;
+  bool json;          /* --json: machine output on stdout, JSON errors */
+  const cli_cmd *cmd; /* the command being run */
+  const cli_cmd *const *commands; /* the whole table, NULL-terminated */
+  FILE *out;                      /* stdout */
+  FILE *errs;                     /* stderr */
+};
+
+/* Parses argv for cmd. On a usage error prints it with the command's usage
+ * and returns CLI_EXIT_USAGE; otherwise fills args and returns 0. The
+ * option named "json" sets cli->json. */
+int cli_parse(cli_ctx *cli, const cli_cmd *cmd, int argc, char **argv,
+              cli_args *args);
+
+/* Index of option name in cmd->opts, or -1. */
+int cli_opt_index(const cli_cmd *cmd, const char *name);
+/* Value of option name ("" for a flag that is set), or NULL if absent. */
+const char *cli_opt_value(const cli_cmd *cmd, const cli_args *args,
+                          const char *name);
+
+/* Prints "usage: twin NOUN VERB [options] ARGS" for cmd on f. */
+void cli_print_usage(FILE *f, const cli_cmd *cmd);
+/* Prints the full help of cmd (usage, description, options) on f. */
+void cli_print_help(FILE *f, const cli_cmd *cmd);
+
+/* Reports a usage mistake: "error: EUSAGE: MESSAGE" and the usage of cmd
+ * (or the general usage if cmd is NULL) on stderr. Returns CLI_EXIT_USAGE. */
+int cli_usage_error(cli_ctx *cli, const cli_cmd *cmd, const char *fmt, ...)
+    TW_PRINTF(3, 4);
+
+/* Reports a failure of the work from err as "error: CODE: MESSAGE" (or, with
+ * --json, {"error":{"code":..,"message":..}}) on stderr. Returns
+ * CLI_EXIT_FAIL. */
+int cli_fail(cli_ctx *cli, const tw_err *err);
+
+/* Parses a non-negative integer option value; usage error otherwise. */
+int cli_parse_uint(cli_ctx *cli, const char *opt, const char *text,
+                   unsigned long max, unsigned long *out);
+
+/* Writes buf to the command's stdout; returns CLI_EXIT_FAIL (with a message)
+ * if stdout cannot be written, e.g. a closed pipe or a full disk. */
+int cli_write_out(cli_ctx *cli, const tw_buf *buf);
+
+#endif /* TWIN_CLI_H */

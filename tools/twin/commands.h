@@ -1,0 +1,12 @@
+/*
+ * commands.h - the command table of `twin`, one extern per command.
+ */
+#ifndef TWIN_COMMANDS_H
+#define TWIN_COMMANDS_H
+
+#include "cli.h"
+
+extern const cli_cmd cmd_blob_digest;
+extern const cli_cmd cmd_system_info;
+
+#endif /* TWIN_COMMANDS_H */
