@@ -21,7 +21,7 @@ struct tw_arena_chunk {
   alignas(max_align_t) unsigned char data[];
 };
 
-#define DEFAULT_CHUNK (64u * 1024u)
+#define DEFAULT_CHUNK ((size_t)64 * 1024)
 #define MAX_ALIGN 4096u
 
 void tw_arena_init(tw_arena *a, size_t chunk_size) {

@@ -73,7 +73,7 @@ int tw_buf_vprintf(tw_buf *b, const char *fmt, va_list ap) {
   int rc = tw_buf_reserve(b, (size_t)n);
   if (rc != TW_OK)
     return rc;
-  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+  (void)vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
   b->len += (size_t)n;
   return TW_OK;
 }

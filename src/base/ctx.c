@@ -29,7 +29,7 @@ static double process_resident_bytes(void *ud) {
     return 0;
   unsigned long size = 0, resident = 0;
   int n = fscanf(f, "%lu %lu", &size, &resident);
-  fclose(f);
+  (void)fclose(f); /* read-only: nothing to lose */
   if (n != 2)
     return 0;
   return (double)resident * (double)sysconf(_SC_PAGESIZE);
