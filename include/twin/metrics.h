@@ -55,8 +55,8 @@ TW_API int tw_metrics_family(tw_metrics *m, tw_metric_type type,
                              tw_metric_family **out, tw_err *err);
 
 /* Shorthands for families without labels that return their only child. */
-TW_API int tw_metrics_counter(tw_metrics *m, const char *name,
-                              const char *help, tw_metric **out, tw_err *err);
+TW_API int tw_metrics_counter(tw_metrics *m, const char *name, const char *help,
+                              tw_metric **out, tw_err *err);
 TW_API int tw_metrics_gauge(tw_metrics *m, const char *name, const char *help,
                             tw_metric **out, tw_err *err);
 TW_API int tw_metrics_histogram(tw_metrics *m, const char *name,
@@ -87,6 +87,12 @@ TW_API double tw_metric_value(const tw_metric *m);
 TW_API int tw_metrics_gauge_fn(tw_metrics *m, const char *name,
                                const char *help, double (*fn)(void *ud),
                                void *ud, tw_err *err);
+
+/* As tw_metrics_gauge_fn for a counter read at render time (process CPU
+ * seconds): the name ends in "_total" and fn must never decrease. */
+TW_API int tw_metrics_counter_fn(tw_metrics *m, const char *name,
+                                 const char *help, double (*fn)(void *ud),
+                                 void *ud, tw_err *err);
 
 /* Appends the whole registry in the Prometheus text format to out. */
 TW_API int tw_metrics_render(tw_metrics *m, tw_buf *out);

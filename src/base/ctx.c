@@ -41,10 +41,10 @@ static double process_start_seconds(void *ud) {
 }
 
 int tw__ctx_register_process_metrics(tw_ctx *ctx, tw_err *err) {
-  int rc = tw_metrics_gauge_fn(ctx->metrics, "process_cpu_seconds_total",
-                               "Total user and system CPU time spent in "
-                               "seconds.",
-                               process_cpu_seconds, ctx, err);
+  int rc = tw_metrics_counter_fn(ctx->metrics, "process_cpu_seconds_total",
+                                 "Total user and system CPU time spent in "
+                                 "seconds.",
+                                 process_cpu_seconds, ctx, err);
   if (rc == TW_OK)
     rc = tw_metrics_gauge_fn(ctx->metrics, "process_resident_memory_bytes",
                              "Resident memory size in bytes.",
