@@ -62,7 +62,8 @@ TW_API int tw_pool_parallel_for(tw_pool *pool, size_t n, size_t grain,
  * fn never runs. */
 TW_API int tw_pool_submit(tw_pool *pool, void (*fn)(void *arg), void *arg);
 
-/* Waits until every task submitted so far has finished. */
+/* Waits until every task submitted so far has finished. Must not be called
+ * from a pool task (it would wait for itself). */
 TW_API void tw_pool_wait(tw_pool *pool);
 
 TW_EXTERN_C_END

@@ -8,6 +8,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "twin/ctx.h"
 #include "twin/log.h"
@@ -33,9 +35,22 @@ struct tw_ctx {
 /* Formats one log line (text or JSON, ending in '\n') into out[cap];
  * returns its length. Used by tw_log and exercised directly by tests. */
 size_t tw__log_format_line(char *out, size_t cap, tw_log_format format,
-                           int64_t wall_ns, tw_log_level level,
-                           const char *sub, const char *msg,
-                           const tw_log_field *fields, size_t n);
+                           int64_t wall_ns, tw_log_level level, const char *sub,
+                           const char *msg, const tw_log_field *fields,
+                           size_t n);
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is invalid
+ * (stray continuation byte, truncated, overlong, surrogate, > U+10FFFF). */
+size_t tw__utf8_seq_len(const unsigned char *s, size_t n);
+
+/* True if s[0..n) is well-formed UTF-8. */
+bool tw__utf8_valid(const char *s, size_t n);
+
+/* Writes the shortest of %.15g, %.16g, %.17g that reads back as the finite
+ * double v, always with '.' as the decimal point whatever the locale. cap
+ * should be at least 32. */
+#define TW__F64_MAX 32
+void tw__format_f64(double v, char *out, size_t cap);
 
 /* Registers the process metrics (CPU, memory, start time) in m. */
 int tw__ctx_register_process_metrics(tw_ctx *ctx, tw_err *err);

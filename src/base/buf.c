@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base_int.h"
 #include "twin/alloc.h"
 #include "twin/buf.h"
 #include "twin/error.h"
@@ -86,39 +87,6 @@ int tw_buf_printf(tw_buf *b, const char *fmt, ...) {
   return rc;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid. Rejects
- * overlong forms, surrogates and code points above U+10FFFF. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n) {
-  unsigned c = s[0];
-  size_t len;
-  unsigned cp;
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-    cp = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    cp = c & 0x0F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (n < len)
-    return 0;
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xC0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
-  }
-  if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-      (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-    return 0;
-  return len;
-}
-
 int tw_buf_put_json_string(tw_buf *b, const char *s, size_t n) {
   size_t start = b->len;
   const unsigned char *p = (const unsigned char *)s;
@@ -156,7 +124,7 @@ int tw_buf_put_json_string(tw_buf *b, const char *s, size_t n) {
       }
       i++;
     } else {
-      size_t len = utf8_seq_len(p + i, n - i);
+      size_t len = tw__utf8_seq_len(p + i, n - i);
       if (len == 0) {
         rc = tw_buf_puts(b, "\\ufffd");
         i++;

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base_int.h"
 #include "twin/alloc.h"
 #include "twin/metrics.h"
 
@@ -128,45 +129,6 @@ static bool valid_name(const char *s, bool colon) {
 static bool has_suffix(const char *s, const char *suffix) {
   size_t n = strlen(s), k = strlen(suffix);
   return n >= k && memcmp(s + n - k, suffix, k) == 0;
-}
-
-/* True if s is well-formed UTF-8: no stray continuation bytes, overlong
- * forms, surrogates or code points above U+10FFFF. */
-static bool valid_utf8(const char *str) {
-  const unsigned char *s = (const unsigned char *)str;
-  while (*s != '\0') {
-    unsigned c = *s;
-    size_t len;
-    unsigned cp;
-    if (c < 0x80) {
-      s++;
-      continue;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    /* The terminator is not a continuation byte, so this never reads past
-     * the end of the string. */
-    for (size_t i = 1; i < len; i++) {
-      if ((s[i] & 0xC0) != 0x80)
-        return false;
-      cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-      return false;
-    s += len;
-  }
-  return true;
 }
 
 static const char *type_name(tw_metric_type type) {
@@ -263,7 +225,7 @@ static int check_family(tw_metric_type type, const char *name, const char *help,
                       "metrics: counter '%s' must end in \"_total\"", name);
   if (help == NULL || *help == '\0')
     return tw_err_set(err, TW_EINVAL, "metrics: '%s' needs help text", name);
-  if (!valid_utf8(help))
+  if (!tw__utf8_valid(help, strlen(help)))
     return tw_err_set(err, TW_EINVAL,
                       "metrics: '%s': help text is not valid UTF-8", name);
   int rc = check_labels(name, type, labels, nlabels, err);
@@ -642,7 +604,7 @@ int tw_metric_family_child(tw_metric_family *f, const char *const *label_values,
       return tw_err_set(err, TW_EINVAL,
                         "metrics: '%s': value of label '%s' is NULL", f->name,
                         f->labels[i]);
-    if (!valid_utf8(label_values[i]))
+    if (!tw__utf8_valid(label_values[i], strlen(label_values[i])))
       return tw_err_set(err, TW_EINVAL,
                         "metrics: '%s': value of label '%s' is not valid "
                         "UTF-8",
@@ -775,25 +737,7 @@ static void fmt_double(double v, char out[NUM_MAX]) {
     memcpy(out, v > 0 ? "+Inf" : "-Inf", 5);
     return;
   }
-  for (int prec = 15; prec <= 17; prec++) {
-    (void)snprintf(out, NUM_MAX, "%.*g", prec, v);
-    if (strtod(out, NULL) == v)
-      break;
-  }
-  /* snprintf and strtod follow LC_NUMERIC, which a host may have set to use
-   * a decimal comma (or a multibyte separator); the format wants '.'.
-   * Anything that is not a digit, sign or exponent is that separator. */
-  char *w = out;
-  for (const char *r = out; *r != '\0';) {
-    if (is_digit(*r) || *r == '-' || *r == '+' || *r == 'e') {
-      *w++ = *r++;
-      continue;
-    }
-    *w++ = '.';
-    while (*r != '\0' && !is_digit(*r) && *r != 'e')
-      r++;
-  }
-  *w = '\0';
+  tw__format_f64(v, out, NUM_MAX);
 }
 
 /* An output buffer with a sticky error, so the renderer can write a line
