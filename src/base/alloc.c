@@ -26,8 +26,8 @@ static void libc_free(void *ud, void *p) {
   free(p);
 }
 
-static const tw_alloc_hooks libc_hooks = {libc_malloc, libc_realloc,
-                                          libc_free, NULL};
+static const tw_alloc_hooks libc_hooks = {libc_malloc, libc_realloc, libc_free,
+                                          NULL};
 static tw_alloc_hooks user_hooks;
 static const tw_alloc_hooks *_Atomic hooks = &libc_hooks;
 
