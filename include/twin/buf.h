@@ -22,7 +22,8 @@ typedef struct tw_buf {
   size_t cap;
 } tw_buf;
 
-#define TW_BUF_INIT {NULL, 0, 0}
+#define TW_BUF_INIT                                                            \
+  { NULL, 0, 0 }
 
 /* Caller-owned storage. init allocates nothing; fini frees the array and
  * leaves an empty buffer. NULL is a no-op for fini. */

@@ -20,7 +20,7 @@
 TW_EXTERN_C_BEGIN
 
 typedef struct tw_ctx_options {
-  unsigned threads;      /* worker parallelism; 0 = online CPUs */
+  unsigned threads; /* worker parallelism; 0 = online CPUs */
   tw_log_level log_level;
   tw_log_format log_format;
   tw_log_sink_fn log_sink; /* NULL: lines are dropped */

@@ -44,7 +44,8 @@ static inline int tw_test_teardown(void **state) {
   return 0;
 }
 
-#define TW_TEST(fn) cmocka_unit_test_setup_teardown(fn, tw_test_setup, tw_test_teardown)
+#define TW_TEST(fn)                                                            \
+  cmocka_unit_test_setup_teardown(fn, tw_test_setup, tw_test_teardown)
 
 /* Runs `int rc = (expr)` with allocation n failing for n = 1, 2, ... until
  * expr succeeds with no injected failure. Asserts every failing round

@@ -61,10 +61,10 @@ void cli_print_help(FILE *f, const cli_cmd *cmd) {
   for (int i = 0; cmd->opts[i].name != NULL; i++) {
     const cli_opt *o = &cmd->opts[i];
     char left[64];
-    int n = snprintf(left, sizeof left, "%s%c%s--%s%s%s",
-                     o->short_name ? "-" : "", o->short_name ? o->short_name : ' ',
-                     o->short_name ? ", " : " ", o->name,
-                     o->argname ? " " : "", o->argname ? o->argname : "");
+    int n = snprintf(
+        left, sizeof left, "%s%c%s--%s%s%s", o->short_name ? "-" : "",
+        o->short_name ? o->short_name : ' ', o->short_name ? ", " : " ",
+        o->name, o->argname ? " " : "", o->argname ? o->argname : "");
     if (n < 0)
       left[0] = '\0';
     const char *l = o->short_name ? left : left + 2;
@@ -179,16 +179,15 @@ int cli_parse(cli_ctx *cli, const cli_cmd *cmd, int argc, char **argv,
     const cli_opt *o = &cmd->opts[idx];
     if (o->argname == NULL) {
       if (inline_val != NULL)
-        return cli_usage_error(cli, cmd, "option '--%s' takes no value",
-                               name);
+        return cli_usage_error(cli, cmd, "option '--%s' takes no value", name);
       args->values[idx] = "";
     } else if (inline_val != NULL) {
       args->values[idx] = inline_val;
     } else if (i + 1 < argc) {
       args->values[idx] = argv[++i];
     } else {
-      return cli_usage_error(cli, cmd, "option '--%s' needs a value (%s)",
-                             name, o->argname);
+      return cli_usage_error(cli, cmd, "option '--%s' needs a value (%s)", name,
+                             o->argname);
     }
   }
   if (args->npos < cmd->min_args)

@@ -35,7 +35,8 @@ static int digest_one(void *arg, size_t chunk, size_t begin, size_t end,
       tw_err_set(&j->err, TW_EINVAL, "'%s' is a directory", j->path);
       continue;
     }
-    if (tw_sha256_file(path, j->digest, &j->err) == TW_OK && stat(path, &st) == 0)
+    if (tw_sha256_file(path, j->digest, &j->err) == TW_OK &&
+        stat(path, &st) == 0)
       j->size = (uint64_t)st.st_size;
     j->seconds = (double)(tw_clock_mono_ns() - t0) / 1e9;
   }
@@ -53,8 +54,8 @@ static int register_metrics(tw_metrics *m, digest_metrics *dm, tw_err *err) {
   double bounds[12];
   tw_metric_family *files;
   int rc = tw_metrics_counter(m, "twin_blob_digest_bytes_total",
-                              "Bytes digested by twin blob digest.",
-                              &dm->bytes, err);
+                              "Bytes digested by twin blob digest.", &dm->bytes,
+                              err);
   if (rc == TW_OK)
     rc = tw_metrics_family(m, TW_METRIC_COUNTER, "twin_blob_digest_files_total",
                            "Files digested by twin blob digest, by result.",
@@ -86,8 +87,8 @@ static int format_results(cli_ctx *cli, const digest_job *jobs, size_t n,
       if (rc == TW_OK)
         rc = tw_buf_put_json_string(out, jobs[i].path, strlen(jobs[i].path));
       if (rc == TW_OK)
-        rc = tw_buf_printf(out, ",\"digest\":\"sha256:%s\",\"size\":%llu}",
-                           hex, (unsigned long long)jobs[i].size);
+        rc = tw_buf_printf(out, ",\"digest\":\"sha256:%s\",\"size\":%llu}", hex,
+                           (unsigned long long)jobs[i].size);
     } else {
       rc = tw_buf_printf(out, "sha256:%s  %s\n", hex, jobs[i].path);
     }
@@ -153,11 +154,16 @@ static const cli_opt digest_opts[] = {
     {NULL, 0, NULL, NULL}};
 
 const cli_cmd cmd_blob_digest = {
-    "blob", "digest", "FILE...", 1, -1,
+    "blob",
+    "digest",
+    "FILE...",
+    1,
+    -1,
     "Print the sha256 content digest of each file.",
     "Prints 'sha256:<hex>  FILE' per file, the digest form used for models,\n"
     "traces and OCI blobs. FILE '-' reads standard input. Files are hashed\n"
     "in parallel; output keeps the order of the arguments. Unreadable files\n"
     "are reported on stderr, the rest are still printed, and the exit status\n"
     "is 1.",
-    digest_opts, run_digest};
+    digest_opts,
+    run_digest};

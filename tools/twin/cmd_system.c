@@ -38,8 +38,8 @@ static int run_info(cli_ctx *cli, const cli_args *args) {
         "{\"version\":\"%s\",\"time\":\"%s\",\"cpus\":%ld,\"threads\":%u,"
         "\"page_size\":%ld,\"clock_resolution_ns\":{\"monotonic\":%.0f,"
         "\"thread_cpu\":%.0f},\"jansson\":\"%s\"}\n",
-        tw_version_string(), now, cpus, tw_pool_threads(pool), page, mono,
-        tcpu, jansson_version_str());
+        tw_version_string(), now, cpus, tw_pool_threads(pool), page, mono, tcpu,
+        jansson_version_str());
   else
     rc = tw_buf_printf(&b,
                        "twin %s\n"
@@ -67,5 +67,6 @@ static const cli_opt info_opts[] = {{"json", 0, NULL, "print a JSON object"},
                                     {NULL, 0, NULL, NULL}};
 
 const cli_cmd cmd_system_info = {
-    "system", "info", "", 0, 0,
-    "Describe this installation and machine.", NULL, info_opts, run_info};
+    "system", "info",    "",
+    0,        0,         "Describe this installation and machine.",
+    NULL,     info_opts, run_info};

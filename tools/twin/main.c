@@ -21,18 +21,26 @@ static int run_version(cli_ctx *cli, const cli_args *args);
 
 static const cli_opt help_opts[] = {{NULL, 0, NULL, NULL}};
 static const cli_cmd cmd_help = {
-    NULL, "help", "[NOUN [VERB]]", 0, 2,
+    NULL,
+    "help",
+    "[NOUN [VERB]]",
+    0,
+    2,
     "Show the commands, or the help of one command.",
     "'twin help' lists every command; 'twin help NOUN' the verbs of a noun;\n"
     "'twin help NOUN VERB' (or 'twin NOUN VERB --help') one command.",
-    help_opts, run_help};
+    help_opts,
+    run_help};
 
 static const cli_opt version_opts[] = {
     {"json", 0, NULL, "print {\"version\": ...} as JSON"},
     {NULL, 0, NULL, NULL}};
 static const cli_cmd cmd_version = {
-    NULL, "version", "", 0, 0, "Print the version of twin and libtwin.",
-    NULL, version_opts, run_version};
+    NULL,       "version",
+    "",         0,
+    0,          "Print the version of twin and libtwin.",
+    NULL,       version_opts,
+    run_version};
 
 /* The table, in the order `twin help` lists it. */
 static const cli_cmd *const commands[] = {
@@ -49,8 +57,9 @@ static const cli_opt global_opts[] = {
      "write this run's metrics (Prometheus text format) to FILE"},
     {NULL, 0, NULL, NULL}};
 static const cli_cmd cmd_global = {
-    NULL, "", "<noun> <verb> [options] [args]", 0, -1,
-    "Twin: differentiable digital twins.", NULL, global_opts, NULL};
+    NULL, "",          "<noun> <verb> [options] [args]",
+    0,    -1,          "Twin: differentiable digital twins.",
+    NULL, global_opts, NULL};
 
 static void print_overview(FILE *f) {
   fputs("usage: twin [global options] <noun> <verb> [options] [args]\n\n"
@@ -164,11 +173,10 @@ static int run_help(cli_ctx *cli, const cli_args *args) {
   if (c == NULL) {
     const char *s = suggest(args->npos == 2 && is_noun(w1) ? w1 : NULL,
                             args->npos == 2 && is_noun(w1) ? args->pos[1] : w1);
-    return cli_usage_error(cli, NULL, "no help for unknown command '%s%s%s'%s%s%s",
-                           w1, args->npos == 2 ? " " : "",
-                           args->npos == 2 ? args->pos[1] : "",
-                           s ? " (did you mean '" : "", s ? s : "",
-                           s ? "'?)" : "");
+    return cli_usage_error(
+        cli, NULL, "no help for unknown command '%s%s%s'%s%s%s", w1,
+        args->npos == 2 ? " " : "", args->npos == 2 ? args->pos[1] : "",
+        s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
   }
   cli_print_help(cli->out, c);
   return CLI_EXIT_OK;
@@ -265,8 +273,8 @@ int main(int argc, char **argv) {
       memset(&none, 0, sizeof none);
       return run_version(&cli, &none);
     }
-    int idx = strncmp(name, "--", 2) == 0 ? cli_opt_index(&cmd_global, name + 2)
-                                          : -1;
+    int idx =
+        strncmp(name, "--", 2) == 0 ? cli_opt_index(&cmd_global, name + 2) : -1;
     if (idx < 0)
       return cli_usage_error(&cli, NULL, "unknown global option '%s'", name);
     if (val == NULL) {

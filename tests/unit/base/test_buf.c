@@ -140,14 +140,10 @@ static void take_transfers_ownership(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      TW_TEST(append_and_terminate),
-      TW_TEST(printf_small_and_large),
-      TW_TEST(growth_many_appends),
-      TW_TEST(reserve_overflow),
-      TW_TEST(failure_leaves_contents),
-      TW_TEST(json_strings),
-      TW_TEST(json_string_alloc_failures),
-      TW_TEST(take_transfers_ownership),
+      TW_TEST(append_and_terminate),       TW_TEST(printf_small_and_large),
+      TW_TEST(growth_many_appends),        TW_TEST(reserve_overflow),
+      TW_TEST(failure_leaves_contents),    TW_TEST(json_strings),
+      TW_TEST(json_string_alloc_failures), TW_TEST(take_transfers_ownership),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
