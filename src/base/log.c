@@ -92,8 +92,8 @@ void tw_log_sink_file(void *ud, tw_log_level level, const char *line,
   if (f == NULL)
     return;
   flockfile(f);
-  fwrite(line, 1, len, f);
-  fflush(f);
+  (void)fwrite(line, 1, len, f);
+  (void)fflush(f);
   funlockfile(f);
 }
 
@@ -221,19 +221,19 @@ static void text_put_value(line_writer *w, const tw_log_field *f) {
     }
     return;
   case TW_LOG_FIELD_INT:
-    snprintf(num, sizeof num, "%" PRId64, f->v.i);
+    (void)snprintf(num, sizeof num, "%" PRId64, f->v.i);
     break;
   case TW_LOG_FIELD_UINT:
-    snprintf(num, sizeof num, "%" PRIu64, f->v.u);
+    (void)snprintf(num, sizeof num, "%" PRIu64, f->v.u);
     break;
   case TW_LOG_FIELD_F64:
     format_f64(f->v.f, num, sizeof num);
     break;
   case TW_LOG_FIELD_BOOL:
-    snprintf(num, sizeof num, "%s", f->v.b ? "true" : "false");
+    (void)snprintf(num, sizeof num, "%s", f->v.b ? "true" : "false");
     break;
   default:
-    snprintf(num, sizeof num, "?");
+    (void)snprintf(num, sizeof num, "?");
   }
   put_str(w, num);
 }
@@ -380,23 +380,23 @@ static void json_put_value(line_writer *w, const tw_log_field *f) {
       json_string(w, f->v.s, NULL);
     return;
   case TW_LOG_FIELD_INT:
-    snprintf(num, sizeof num, "%" PRId64, f->v.i);
+    (void)snprintf(num, sizeof num, "%" PRId64, f->v.i);
     break;
   case TW_LOG_FIELD_UINT:
-    snprintf(num, sizeof num, "%" PRIu64, f->v.u);
+    (void)snprintf(num, sizeof num, "%" PRIu64, f->v.u);
     break;
   case TW_LOG_FIELD_F64:
     /* JSON has no NaN or infinity. */
     if (isfinite(f->v.f))
       format_f64(f->v.f, num, sizeof num);
     else
-      snprintf(num, sizeof num, "null");
+      (void)snprintf(num, sizeof num, "null");
     break;
   case TW_LOG_FIELD_BOOL:
-    snprintf(num, sizeof num, "%s", f->v.b ? "true" : "false");
+    (void)snprintf(num, sizeof num, "%s", f->v.b ? "true" : "false");
     break;
   default:
-    snprintf(num, sizeof num, "null");
+    (void)snprintf(num, sizeof num, "null");
   }
   put_str(w, num);
 }
