@@ -1,2 +1,899 @@
-/* json.c - written next. */
-#include "twin/twin.h"
+/*
+ * json.c - JSON helpers over jansson: a strict parser with located errors,
+ * checked getters and canonical dumping.
+ *
+ * The parser is a small recursive-descent reader of our own that builds
+ * jansson values with jansson's constructors; it does not call json_loadb.
+ * jansson 2.14's lexer ignores a failed allocation while growing its token
+ * buffer and drops the byte: a long number silently loses a digit, and a
+ * string whose closing quote is the dropped byte makes the decoder run off
+ * the end of the heap block (both seen with allocation-failure injection
+ * under ASan, e.g. on "abcdefghijklmn"). The constructors, in contrast,
+ * report every failure. Owning the reader also gives one-pass depth
+ * limiting, exact positions and messages that say what was expected.
+ *
+ * Invariants of a parsed value: strings are valid UTF-8 without NUL bytes,
+ * integers fit int64_t, reals are finite, and nesting is at most
+ * TW_JSON_MAX_DEPTH, which also bounds the parser's recursion.
+ *
+ * Positions are "LINE:COL", both 1-based; COL counts characters (UTF-8
+ * sequences, as jansson and editors count them), and points at the first
+ * character of the offending token, or one past the last character at end
+ * of input.
+ *
+ * jansson's allocator is set to tw_alloc/tw_free on the first call of any
+ * function here (values a program builds with jansson before that use
+ * malloc). The hook notes allocation failure in a thread-local flag: the
+ * dumper reports every failure as -1 and even ignores some (a failed write
+ * of an object key when sorting), so a dump is trusted only if no
+ * allocation and no write failed during it.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base_int.h"
+#include "twin/alloc.h"
+#include "twin/json.h"
+
+/* --- Process-wide setup ---------------------------------------------- */
+
+static pthread_once_t json_once = PTHREAD_ONCE_INIT;
+static locale_t c_locale; /* for strtod_l: the host's LC_NUMERIC may use ',' */
+static _Thread_local bool alloc_failed;
+
+static void *json_malloc_hook(size_t n) {
+  void *p = tw_alloc(n);
+  if (p == NULL)
+    alloc_failed = true;
+  return p;
+}
+
+static void json_setup(void) {
+  json_set_alloc_funcs(json_malloc_hook, tw_free);
+  /* glibc returns its static C locale object here without allocating. */
+  c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+
+static void json_init(void) { pthread_once(&json_once, json_setup); }
+
+/* --- Shared helpers ---------------------------------------------------- */
+
+/* Writes s[0..n) to out[cap] (cap >= 16) in single quotes for a message,
+ * with control characters and invalid UTF-8 as \xNN and text past 40 bytes
+ * cut to "...". Keys and tokens come from the user and must not garble a
+ * terminal or a log line. */
+static void quote_text(const char *s, size_t n, char *out, size_t cap) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t shown = n < 40 ? n : 40;
+  size_t o = 0, i = 0;
+  out[o++] = '\'';
+  while (i < shown) {
+    size_t k = tw__utf8_seq_len(u + i, n - i);
+    if (o + (k > 4 ? k : 4) + 6 > cap)
+      break;
+    if (k == 0 || u[i] < 0x20 || u[i] == 0x7F) {
+      o += (size_t)snprintf(out + o, cap - o, "\\x%02x", u[i]);
+      i++;
+    } else {
+      memcpy(out + o, u + i, k);
+      o += k;
+      i += k;
+    }
+  }
+  if (i < n) {
+    memcpy(out + o, "...", 3);
+    o += 3;
+  }
+  out[o++] = '\'';
+  out[o] = '\0';
+}
+
+/* --- Parser ------------------------------------------------------------ */
+
+typedef struct parser {
+  const unsigned char *d;
+  size_t len;
+  size_t pos;
+  const char *source;
+  tw_buf scratch; /* decoded text of strings that contain escapes */
+  tw_err *err;
+} parser;
+
+static int parse_value(parser *ps, unsigned depth, json_t **out);
+
+/* Records a syntax error located at byte offset at. */
+static int perr(parser *ps, size_t at, const char *fmt, ...) TW_PRINTF(3, 4);
+static int perr(parser *ps, size_t at, const char *fmt, ...) {
+  if (ps->err == NULL || ps->err->code != TW_OK)
+    return TW_EPARSE; /* nobody reads the message: skip the line count */
+  size_t line = 1, col = 1;
+  for (size_t i = 0; i < at && i < ps->len; i++) {
+    if (ps->d[i] == '\n') {
+      line++;
+      col = 1;
+    } else if ((ps->d[i] & 0xC0) != 0x80) {
+      col++;
+    }
+  }
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return tw_err_set(ps->err, TW_EPARSE, "%s:%zu:%zu: error: %s", ps->source,
+                    line, col, msg);
+}
+
+static int oom(parser *ps) {
+  return tw_err_set(ps->err, TW_ENOMEM, "%s: out of memory parsing JSON",
+                    ps->source);
+}
+
+/* Describes the character at offset at for "found X" in a message. */
+static void describe(const parser *ps, size_t at, char *out, size_t cap) {
+  if (at >= ps->len) {
+    snprintf(out, cap, "end of input");
+    return;
+  }
+  unsigned char c = ps->d[at];
+  size_t n = tw__utf8_seq_len(ps->d + at, ps->len - at);
+  if (c > 0x20 && c < 0x7F) {
+    snprintf(out, cap, "'%c'", c);
+  } else if (n > 1) {
+    /* Named by code point: it may be invisible, like a byte order mark. */
+    unsigned cp = c & (0x7Fu >> n);
+    for (size_t i = 1; i < n; i++)
+      cp = cp << 6 | (ps->d[at + i] & 0x3Fu);
+    snprintf(out, cap, "U+%04X", cp);
+  } else {
+    snprintf(out, cap, "byte 0x%02x", c);
+  }
+}
+
+/* Fails with "expected WHAT, found X" at the current position. */
+static int expected(parser *ps, const char *what) {
+  char found[32];
+  describe(ps, ps->pos, found, sizeof found);
+  return perr(ps, ps->pos, "expected %s, found %s", what, found);
+}
+
+static void skip_ws(parser *ps) {
+  while (ps->pos < ps->len) {
+    unsigned char c = ps->d[ps->pos];
+    if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+      break;
+    ps->pos++;
+  }
+}
+
+static int peek(const parser *ps) {
+  return ps->pos < ps->len ? ps->d[ps->pos] : -1;
+}
+
+static int hex_value(unsigned char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Reads the 4 hex digits of a \\u escape at d[at..at+4) into *cp. Returns
+ * 1 on success, 0 if the input ends first, -1 if a digit is not hex. */
+static int read_hex4(const parser *ps, size_t at, unsigned *cp) {
+  unsigned v = 0;
+  for (size_t i = 0; i < 4; i++) {
+    if (at + i >= ps->len)
+      return 0;
+    int h = hex_value(ps->d[at + i]);
+    if (h < 0)
+      return -1;
+    v = v << 4 | (unsigned)h;
+  }
+  *cp = v;
+  return 1;
+}
+
+static int put_utf8(tw_buf *b, unsigned cp) {
+  char u[4];
+  size_t n;
+  if (cp < 0x80) {
+    u[0] = (char)cp;
+    n = 1;
+  } else if (cp < 0x800) {
+    u[0] = (char)(0xC0 | cp >> 6);
+    u[1] = (char)(0x80 | (cp & 0x3F));
+    n = 2;
+  } else if (cp < 0x10000) {
+    u[0] = (char)(0xE0 | cp >> 12);
+    u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+    u[2] = (char)(0x80 | (cp & 0x3F));
+    n = 3;
+  } else {
+    u[0] = (char)(0xF0 | cp >> 18);
+    u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    u[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    u[3] = (char)(0x80 | (cp & 0x3F));
+    n = 4;
+  }
+  return tw_buf_append(b, u, n);
+}
+
+/* Decodes the escape whose backslash is at d[*i], appending to scratch. */
+static int parse_escape(parser *ps, size_t quote, size_t *i) {
+  size_t at = *i;
+  if (at + 1 >= ps->len)
+    return perr(ps, quote, "unterminated string");
+  unsigned char e = ps->d[at + 1];
+  static const char from[] = "\"\\/bfnrt";
+  static const char to[] = "\"\\/\b\f\n\r\t";
+  const char *hit = e != 'u' && e != 0 ? strchr(from, e) : NULL;
+  if (hit != NULL) {
+    *i = at + 2;
+    if (tw_buf_putc(&ps->scratch, to[hit - from]) != TW_OK)
+      return oom(ps);
+    return TW_OK;
+  }
+  if (e != 'u') {
+    char found[32];
+    describe(ps, at + 1, found, sizeof found);
+    return perr(ps, at, "invalid escape: '\\' followed by %s", found);
+  }
+  unsigned cp, lo;
+  int got = read_hex4(ps, at + 2, &cp);
+  if (got == 0)
+    return perr(ps, quote, "unterminated string");
+  if (got < 0) {
+    char shown[64];
+    size_t avail = ps->len - at < 6 ? ps->len - at : 6;
+    quote_text((const char *)ps->d + at, avail, shown, sizeof shown);
+    return perr(ps, at, "invalid escape %s", shown);
+  }
+  size_t next = at + 6;
+  if (cp == 0)
+    return perr(ps, at, "\\u0000 (NUL) is not allowed in strings");
+  if (cp >= 0xDC00 && cp <= 0xDFFF)
+    return perr(ps, at, "unpaired surrogate '\\u%04X'", cp);
+  if (cp >= 0xD800 && cp <= 0xDBFF) {
+    if (ps->len - next < 6 || ps->d[next] != '\\' || ps->d[next + 1] != 'u' ||
+        read_hex4(ps, next + 2, &lo) != 1 || lo < 0xDC00 || lo > 0xDFFF)
+      return perr(ps, at, "unpaired surrogate '\\u%04X'", cp);
+    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    next += 6;
+  }
+  *i = next;
+  if (put_utf8(&ps->scratch, cp) != TW_OK)
+    return oom(ps);
+  return TW_OK;
+}
+
+/* Reads the string whose opening quote is at ps->pos. *s gets its decoded
+ * bytes: in the input when it has no escapes, else in ps->scratch (valid
+ * until the next string is read). */
+static int parse_string(parser *ps, const char **s, size_t *n, bool *esc) {
+  const unsigned char *d = ps->d;
+  size_t quote = ps->pos, i = quote + 1, run = i;
+  *esc = false;
+  tw_buf_reset(&ps->scratch);
+  for (;;) {
+    if (i >= ps->len)
+      return perr(ps, quote, "unterminated string");
+    unsigned char c = d[i];
+    if (c == '"')
+      break;
+    if (c == '\\') {
+      if (tw_buf_append(&ps->scratch, d + run, i - run) != TW_OK)
+        return oom(ps);
+      *esc = true;
+      int rc = parse_escape(ps, quote, &i);
+      if (rc != TW_OK)
+        return rc;
+      run = i;
+    } else if (c < 0x20) {
+      return perr(ps, i, "control character 0x%02x in string", c);
+    } else if (c < 0x80) {
+      i++;
+    } else {
+      size_t k = tw__utf8_seq_len(d + i, ps->len - i);
+      if (k == 0)
+        return perr(ps, i, "invalid UTF-8 byte 0x%02x in string", c);
+      i += k;
+    }
+  }
+  if (*esc) {
+    if (tw_buf_append(&ps->scratch, d + run, i - run) != TW_OK)
+      return oom(ps);
+    *s = ps->scratch.data;
+    *n = ps->scratch.len;
+  } else {
+    *s = (const char *)d + quote + 1;
+    *n = i - quote - 1;
+  }
+  ps->pos = i + 1;
+  return TW_OK;
+}
+
+static bool is_digit(int c) { return c >= '0' && c <= '9'; }
+
+static bool is_alpha(int c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Characters that continue a number-like token, so that "01", "1.2.3" or
+ * "12ab" are reported whole as one bad number. */
+static bool is_number_char(int c) {
+  return is_digit(c) || is_alpha(c) || c == '.' || c == '+' || c == '-';
+}
+
+/* Checks t[0..n) against the JSON number grammar; *is_int says whether it
+ * has neither fraction nor exponent. */
+static bool number_syntax_ok(const unsigned char *t, size_t n, bool *is_int) {
+  size_t i = 0;
+  *is_int = true;
+  if (i < n && t[i] == '-')
+    i++;
+  if (i < n && t[i] == '0') {
+    i++;
+  } else if (i < n && t[i] >= '1' && t[i] <= '9') {
+    while (i < n && is_digit(t[i]))
+      i++;
+  } else {
+    return false;
+  }
+  if (i < n && t[i] == '.') {
+    *is_int = false;
+    if (++i >= n || !is_digit(t[i]))
+      return false;
+    while (i < n && is_digit(t[i]))
+      i++;
+  }
+  if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+    *is_int = false;
+    i++;
+    if (i < n && (t[i] == '+' || t[i] == '-'))
+      i++;
+    if (i >= n || !is_digit(t[i]))
+      return false;
+    while (i < n && is_digit(t[i]))
+      i++;
+  }
+  return i == n;
+}
+
+/* Converts the validated integer t[0..n); false if it overflows int64. */
+static bool to_int64(const unsigned char *t, size_t n, json_int_t *out) {
+  bool neg = t[0] == '-';
+  uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+  uint64_t v = 0;
+  for (size_t i = neg; i < n; i++) {
+    unsigned dig = (unsigned)(t[i] - '0');
+    if (v > (limit - dig) / 10)
+      return false;
+    v = v * 10 + dig;
+  }
+  if (neg)
+    *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(json_int_t)v;
+  else
+    *out = (json_int_t)v;
+  return true;
+}
+
+static int parse_number(parser *ps, json_t **out) {
+  size_t start = ps->pos, end = start;
+  while (end < ps->len && is_number_char(ps->d[end]))
+    end++;
+  const unsigned char *t = ps->d + start;
+  size_t n = end - start;
+  char shown[64];
+  bool is_int;
+  if (!number_syntax_ok(t, n, &is_int)) {
+    quote_text((const char *)t, n, shown, sizeof shown);
+    return perr(ps, start, "invalid number %s", shown);
+  }
+  json_t *v;
+  if (is_int) {
+    json_int_t i;
+    if (!to_int64(t, n, &i)) {
+      quote_text((const char *)t, n, shown, sizeof shown);
+      return perr(ps, start, "integer %s does not fit in 64 bits", shown);
+    }
+    v = json_integer(i);
+  } else {
+    /* strtod needs a terminated copy; the input need not be terminated. */
+    char small[64];
+    char *copy = n < sizeof small ? small : tw_alloc(n + 1);
+    if (copy == NULL)
+      return oom(ps);
+    memcpy(copy, t, n);
+    copy[n] = '\0';
+    errno = 0;
+    double x = c_locale != (locale_t)0 ? strtod_l(copy, NULL, c_locale)
+                                       : strtod(copy, NULL);
+    if (copy != small)
+      tw_free(copy);
+    /* Underflow to zero or a subnormal is accepted, as strtod rounds it. */
+    if (!isfinite(x)) {
+      quote_text((const char *)t, n, shown, sizeof shown);
+      return perr(ps, start, "number %s is out of range", shown);
+    }
+    v = json_real(x);
+  }
+  if (v == NULL)
+    return oom(ps);
+  ps->pos = end;
+  *out = v;
+  return TW_OK;
+}
+
+static int parse_literal(parser *ps, json_t **out) {
+  size_t start = ps->pos, end = start;
+  while (end < ps->len &&
+         (is_alpha(ps->d[end]) || is_digit(ps->d[end]) || ps->d[end] == '_'))
+    end++;
+  const char *t = (const char *)ps->d + start;
+  size_t n = end - start;
+  if (n == 4 && memcmp(t, "true", 4) == 0)
+    *out = json_true();
+  else if (n == 5 && memcmp(t, "false", 5) == 0)
+    *out = json_false();
+  else if (n == 4 && memcmp(t, "null", 4) == 0)
+    *out = json_null();
+  else {
+    char shown[64];
+    quote_text(t, n, shown, sizeof shown);
+    return perr(ps, start, "invalid literal %s", shown);
+  }
+  ps->pos = end;
+  return TW_OK;
+}
+
+static int parse_array(parser *ps, unsigned depth, json_t **out) {
+  json_t *arr = json_array();
+  if (arr == NULL)
+    return oom(ps);
+  ps->pos++;
+  skip_ws(ps);
+  if (peek(ps) == ']') {
+    ps->pos++;
+    *out = arr;
+    return TW_OK;
+  }
+  for (;;) {
+    json_t *v;
+    int rc = parse_value(ps, depth, &v);
+    if (rc != TW_OK) {
+      json_decref(arr);
+      return rc;
+    }
+    if (json_array_append_new(arr, v) != 0) { /* v is released */
+      json_decref(arr);
+      return oom(ps);
+    }
+    skip_ws(ps);
+    int c = peek(ps);
+    if (c == ']')
+      break;
+    if (c != ',') {
+      json_decref(arr);
+      return expected(ps, "',' or ']'");
+    }
+    ps->pos++;
+  }
+  ps->pos++;
+  *out = arr;
+  return TW_OK;
+}
+
+/* Reads one "key": value member into obj. */
+static int parse_member(parser *ps, unsigned depth, json_t *obj) {
+  size_t key_at = ps->pos;
+  const char *key;
+  size_t n;
+  bool esc;
+  int rc = parse_string(ps, &key, &n, &esc);
+  if (rc != TW_OK)
+    return rc;
+  if (json_object_getn(obj, key, n) != NULL) {
+    char shown[64];
+    quote_text(key, n, shown, sizeof shown);
+    return perr(ps, key_at, "duplicate key %s", shown);
+  }
+  /* A decoded key lives in scratch, which the value will overwrite. */
+  char *copy = NULL;
+  if (esc) {
+    copy = tw_memdup(key, n);
+    if (copy == NULL)
+      return oom(ps);
+    key = copy;
+  }
+  json_t *v = NULL;
+  skip_ws(ps);
+  if (peek(ps) != ':') {
+    rc = expected(ps, "':'");
+  } else {
+    ps->pos++;
+    rc = parse_value(ps, depth, &v);
+  }
+  if (rc == TW_OK && json_object_setn_new_nocheck(obj, key, n, v) != 0)
+    rc = oom(ps); /* v is released */
+  tw_free(copy);
+  return rc;
+}
+
+static int parse_object(parser *ps, unsigned depth, json_t **out) {
+  json_t *obj = json_object();
+  if (obj == NULL)
+    return oom(ps);
+  ps->pos++;
+  skip_ws(ps);
+  if (peek(ps) == '}') {
+    ps->pos++;
+    *out = obj;
+    return TW_OK;
+  }
+  const char *want = "a string key or '}'";
+  for (;;) {
+    int rc =
+        peek(ps) == '"' ? parse_member(ps, depth, obj) : expected(ps, want);
+    if (rc != TW_OK) {
+      json_decref(obj);
+      return rc;
+    }
+    skip_ws(ps);
+    int c = peek(ps);
+    if (c == '}')
+      break;
+    if (c != ',') {
+      json_decref(obj);
+      return expected(ps, "',' or '}'");
+    }
+    ps->pos++;
+    skip_ws(ps);
+    want = "a string key";
+  }
+  ps->pos++;
+  *out = obj;
+  return TW_OK;
+}
+
+/* Reads a value at nesting depth (the number of enclosing containers). */
+static int parse_value(parser *ps, unsigned depth, json_t **out) {
+  skip_ws(ps);
+  int c = peek(ps);
+  if (c == '[' || c == '{') {
+    if (depth >= TW_JSON_MAX_DEPTH)
+      return perr(ps, ps->pos, "nesting deeper than %d", TW_JSON_MAX_DEPTH);
+    return c == '[' ? parse_array(ps, depth + 1, out)
+                    : parse_object(ps, depth + 1, out);
+  }
+  if (c == '"') {
+    const char *s;
+    size_t n;
+    bool esc;
+    int rc = parse_string(ps, &s, &n, &esc);
+    if (rc != TW_OK)
+      return rc;
+    *out = json_stringn_nocheck(s, n);
+    return *out != NULL ? TW_OK : oom(ps);
+  }
+  if (c == '-' || is_digit(c))
+    return parse_number(ps, out);
+  if (is_alpha(c))
+    return parse_literal(ps, out);
+  return expected(ps, "a value");
+}
+
+int tw_json_parse(const char *data, size_t len, const char *source,
+                  json_t **out, tw_err *err) {
+  json_init();
+  parser ps = {
+      .d = (const unsigned char *)(data != NULL ? data : ""),
+      .len = data != NULL ? len : 0,
+      .source = source != NULL && source[0] != '\0' ? source : "<input>",
+      .err = err,
+  };
+  tw_buf_init(&ps.scratch);
+  json_t *v = NULL;
+  int rc = parse_value(&ps, 0, &v);
+  if (rc == TW_OK) {
+    skip_ws(&ps);
+    if (ps.pos != ps.len) {
+      rc = expected(&ps, "end of input");
+      json_decref(v);
+    }
+  }
+  tw_buf_fini(&ps.scratch);
+  if (rc == TW_OK)
+    *out = v;
+  return rc;
+}
+
+/* Appends the whole of the open file fd to b. */
+static int read_fd(int fd, const char *path, tw_buf *b, tw_err *err) {
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+      (uint64_t)st.st_size < SIZE_MAX &&
+      tw_buf_reserve(b, (size_t)st.st_size) != TW_OK)
+    return tw_err_set(err, TW_ENOMEM, "%s: out of memory reading file", path);
+  for (;;) {
+    if (b->cap - b->len < 4096 && tw_buf_reserve(b, 64 * 1024) != TW_OK)
+      return tw_err_set(err, TW_ENOMEM, "%s: out of memory reading file", path);
+    ssize_t got = read(fd, b->data + b->len, b->cap - b->len - 1);
+    if (got < 0) {
+      if (errno == EINTR)
+        continue;
+      return tw_err_sys(err, errno, "%s: read failed", path);
+    }
+    if (got == 0)
+      return TW_OK;
+    b->len += (size_t)got;
+    b->data[b->len] = '\0';
+  }
+}
+
+int tw_json_load_file(const char *path, json_t **out, tw_err *err) {
+  json_init();
+  int fd;
+  do
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0)
+    return tw_err_sys(err, errno, "%s: cannot open", path);
+  tw_buf b = TW_BUF_INIT;
+  int rc = read_fd(fd, path, &b, err);
+  close(fd);
+  if (rc == TW_OK)
+    rc = tw_json_parse(b.data, b.len, path, out, err);
+  tw_buf_fini(&b);
+  return rc;
+}
+
+/* --- Dumping ----------------------------------------------------------- */
+
+typedef struct dump_sink {
+  tw_buf *out;
+  int rc;
+} dump_sink;
+
+/* Appends a piece of output. A failure is sticky: jansson 2.14 ignores the
+ * result of writing an object key when sorting keys, so a later piece must
+ * not be appended after a lost one. */
+static int dump_cb(const char *buffer, size_t size, void *data) {
+  dump_sink *sink = data;
+  if (sink->rc == TW_OK)
+    sink->rc = tw_buf_append(sink->out, buffer, size);
+  return sink->rc == TW_OK ? 0 : -1;
+}
+
+int tw_json_dump(const json_t *v, unsigned flags, tw_buf *out) {
+  json_init();
+  assert((flags & ~(TW_JSON_SORT_KEYS | TW_JSON_PRETTY)) == 0);
+  size_t jflags = JSON_ENCODE_ANY | JSON_REAL_PRECISION(17);
+  jflags |= (flags & TW_JSON_PRETTY) ? JSON_INDENT(2) : JSON_COMPACT;
+  if (flags & TW_JSON_SORT_KEYS)
+    jflags |= JSON_SORT_KEYS;
+  dump_sink sink = {out, TW_OK};
+  size_t old_len = out->len;
+  alloc_failed = false;
+  int jrc = v != NULL ? json_dump_callback(v, dump_cb, &sink, jflags) : -1;
+  /* For the same reason, trust a success only if nothing failed on the
+   * way. */
+  if (jrc == 0 && sink.rc == TW_OK && !alloc_failed)
+    return TW_OK;
+  tw_buf_truncate(out, old_len);
+  if (sink.rc != TW_OK)
+    return sink.rc;
+  /* Otherwise jansson failed by itself: memory, or a value it refuses (a
+   * cycle, a string made with json_stringn_nocheck that is not UTF-8). */
+  return alloc_failed ? TW_ENOMEM : TW_EINVAL;
+}
+
+/* --- Typed access ------------------------------------------------------ */
+
+static const char *type_name(const json_t *v) {
+  if (v == NULL)
+    return "nothing";
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    return "object";
+  case JSON_ARRAY:
+    return "array";
+  case JSON_STRING:
+    return "string";
+  case JSON_INTEGER:
+    return "integer";
+  case JSON_REAL:
+    return "real";
+  case JSON_TRUE:
+  case JSON_FALSE:
+    return "boolean";
+  case JSON_NULL:
+    return "null";
+  }
+  return "unknown";
+}
+
+static bool has_where(const char *where) {
+  return where != NULL && where[0] != '\0';
+}
+
+/* Fetches member key of obj into *v (NULL when absent and optional). */
+static int member(const json_t *obj, const char *where, const char *key,
+                  bool required, json_t **v, tw_err *err) {
+  assert(key != NULL);
+  bool w = has_where(where);
+  if (!json_is_object(obj))
+    return tw_err_set(err, TW_ETYPE, "%s%sexpected an object, got %s",
+                      w ? where : "", w ? ": " : "", type_name(obj));
+  *v = json_object_get(obj, key);
+  if (*v == NULL && required)
+    return tw_err_set(err, TW_EINVAL, "%s%smissing required field '%s'",
+                      w ? where : "", w ? ": " : "", key);
+  return TW_OK;
+}
+
+/* Fails with "WHERE.KEY: expected WANT, got TYPE". */
+static int wrong_type(const char *where, const char *key, const char *want,
+                      const json_t *v, tw_err *err) {
+  bool w = has_where(where);
+  return tw_err_set(err, TW_ETYPE, "%s%s%s: expected %s, got %s",
+                    w ? where : "", w ? "." : "", key, want, type_name(v));
+}
+
+int tw_json_get_str(const json_t *obj, const char *where, const char *key,
+                    bool required, const char **out, tw_err *err) {
+  json_init();
+  json_t *v;
+  int rc = member(obj, where, key, required, &v, err);
+  if (rc != TW_OK || v == NULL)
+    return rc;
+  if (!json_is_string(v))
+    return wrong_type(where, key, "a string", v, err);
+  const char *s = json_string_value(v);
+  /* Values built with json_stringn may hold a NUL that C callers would
+   * silently cut at; the parser never produces one. */
+  if (strlen(s) != json_string_length(v)) {
+    bool w = has_where(where);
+    return tw_err_set(err, TW_EINVAL, "%s%s%s: string contains a NUL byte",
+                      w ? where : "", w ? "." : "", key);
+  }
+  *out = s;
+  return TW_OK;
+}
+
+int tw_json_get_int(const json_t *obj, const char *where, const char *key,
+                    bool required, int64_t min, int64_t max, int64_t *out,
+                    tw_err *err) {
+  json_init();
+  assert(min <= max);
+  json_t *v;
+  int rc = member(obj, where, key, required, &v, err);
+  if (rc != TW_OK || v == NULL)
+    return rc;
+  if (!json_is_integer(v))
+    return wrong_type(where, key, "an integer", v, err);
+  int64_t x = json_integer_value(v);
+  if (x < min || x > max) {
+    bool w = has_where(where);
+    return tw_err_set(err, TW_ERANGE,
+                      "%s%s%s: %" PRId64 " is out of range [%" PRId64
+                      ", %" PRId64 "]",
+                      w ? where : "", w ? "." : "", key, x, min, max);
+  }
+  *out = x;
+  return TW_OK;
+}
+
+/* Shortest round-trip text of the finite x, for messages. */
+static void fmt_double(double x, char *out, size_t cap) {
+  tw__format_f64(x, out, cap);
+}
+
+int tw_json_get_f64(const json_t *obj, const char *where, const char *key,
+                    bool required, double min, double max, double *out,
+                    tw_err *err) {
+  json_init();
+  assert(min <= max);
+  json_t *v;
+  int rc = member(obj, where, key, required, &v, err);
+  if (rc != TW_OK || v == NULL)
+    return rc;
+  if (!json_is_number(v))
+    return wrong_type(where, key, "a number", v, err);
+  double x = json_number_value(v);
+  bool w = has_where(where);
+  if (!isfinite(x))
+    return tw_err_set(err, TW_ERANGE, "%s%s%s: value is not finite",
+                      w ? where : "", w ? "." : "", key);
+  if (x < min || x > max) {
+    char xs[32], lo[32], hi[32];
+    fmt_double(x, xs, sizeof xs);
+    fmt_double(min, lo, sizeof lo);
+    fmt_double(max, hi, sizeof hi);
+    return tw_err_set(err, TW_ERANGE, "%s%s%s: %s is out of range [%s, %s]",
+                      w ? where : "", w ? "." : "", key, xs, lo, hi);
+  }
+  *out = x;
+  return TW_OK;
+}
+
+int tw_json_get_bool(const json_t *obj, const char *where, const char *key,
+                     bool required, bool *out, tw_err *err) {
+  json_init();
+  json_t *v;
+  int rc = member(obj, where, key, required, &v, err);
+  if (rc != TW_OK || v == NULL)
+    return rc;
+  if (!json_is_boolean(v))
+    return wrong_type(where, key, "a boolean", v, err);
+  *out = json_is_true(v);
+  return TW_OK;
+}
+
+int tw_json_get_array(const json_t *obj, const char *where, const char *key,
+                      bool required, json_t **out, tw_err *err) {
+  json_init();
+  json_t *v;
+  int rc = member(obj, where, key, required, &v, err);
+  if (rc != TW_OK || v == NULL)
+    return rc;
+  if (!json_is_array(v))
+    return wrong_type(where, key, "an array", v, err);
+  *out = v;
+  return TW_OK;
+}
+
+int tw_json_get_object(const json_t *obj, const char *where, const char *key,
+                       bool required, json_t **out, tw_err *err) {
+  json_init();
+  json_t *v;
+  int rc = member(obj, where, key, required, &v, err);
+  if (rc != TW_OK || v == NULL)
+    return rc;
+  if (!json_is_object(v))
+    return wrong_type(where, key, "an object", v, err);
+  *out = v;
+  return TW_OK;
+}
+
+int tw_json_check_keys(const json_t *obj, const char *where,
+                       const char *const *allowed, tw_err *err) {
+  json_init();
+  bool w = has_where(where);
+  if (!json_is_object(obj))
+    return tw_err_set(err, TW_ETYPE, "%s%sexpected an object, got %s",
+                      w ? where : "", w ? ": " : "", type_name(obj));
+  const char *key;
+  size_t n;
+  json_t *v;
+  /* jansson iterates in insertion order, so the first unknown key of the
+   * document is the one reported. */
+  json_object_keylen_foreach((json_t *)(uintptr_t)obj, key, n, v) {
+    (void)v;
+    if (n >= 2 && key[0] == 'x' && key[1] == '-')
+      continue;
+    bool known = false;
+    for (size_t i = 0; allowed != NULL && allowed[i] != NULL && !known; i++)
+      known = strlen(allowed[i]) == n && memcmp(allowed[i], key, n) == 0;
+    if (!known) {
+      char shown[64];
+      quote_text(key, n, shown, sizeof shown);
+      return tw_err_set(err, TW_EINVAL, "%s%sunknown field %s", w ? where : "",
+                        w ? ": " : "", shown);
+    }
+  }
+  return TW_OK;
+}
