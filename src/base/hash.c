@@ -31,7 +31,7 @@ struct tw_sha256_state {
 
 /* Files are hashed in reads of this size: large enough to amortise the
  * system calls, small enough to live on the heap without concern. */
-#define FILE_CHUNK (64u * 1024u)
+#define FILE_CHUNK ((size_t)64 * 1024)
 
 /* Turns a failed libcrypto call into a Twin code. */
 static int ossl_error(void) {
@@ -199,7 +199,10 @@ int tw_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t n) {
   for (size_t i = 0; i < hex_len; i++)
     if (hex_value(hex[i]) < 0)
       return TW_EPARSE;
-  for (size_t i = 0; i < n; i++)
-    out[i] = (uint8_t)(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
+  for (size_t i = 0; i < n; i++) {
+    unsigned hi = (unsigned)hex_value(hex[2 * i]);
+    unsigned lo = (unsigned)hex_value(hex[2 * i + 1]);
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
   return TW_OK;
 }

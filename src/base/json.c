@@ -129,7 +129,7 @@ static int perr(parser *ps, size_t at, const char *fmt, ...) {
   char msg[256];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  (void)vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   return tw_err_set(ps->err, TW_EPARSE, "%s:%zu:%zu: error: %s", ps->source,
                     line, col, msg);
@@ -143,21 +143,21 @@ static int oom(parser *ps) {
 /* Describes the character at offset at for "found X" in a message. */
 static void describe(const parser *ps, size_t at, char *out, size_t cap) {
   if (at >= ps->len) {
-    snprintf(out, cap, "end of input");
+    (void)snprintf(out, cap, "end of input");
     return;
   }
   unsigned char c = ps->d[at];
   size_t n = tw__utf8_seq_len(ps->d + at, ps->len - at);
   if (c > 0x20 && c < 0x7F) {
-    snprintf(out, cap, "'%c'", c);
+    (void)snprintf(out, cap, "'%c'", c);
   } else if (n > 1) {
     /* Named by code point: it may be invisible, like a byte order mark. */
     unsigned cp = c & (0x7Fu >> n);
     for (size_t i = 1; i < n; i++)
       cp = cp << 6 | (ps->d[at + i] & 0x3Fu);
-    snprintf(out, cap, "U+%04X", cp);
+    (void)snprintf(out, cap, "U+%04X", cp);
   } else {
-    snprintf(out, cap, "byte 0x%02x", c);
+    (void)snprintf(out, cap, "byte 0x%02x", c);
   }
 }
 
@@ -403,7 +403,7 @@ static int parse_number(parser *ps, json_t **out) {
     quote_text((const char *)t, n, shown, sizeof shown);
     return perr(ps, start, "invalid number %s", shown);
   }
-  json_t *v;
+  json_t *v = NULL;
   if (is_int) {
     json_int_t i;
     if (!to_int64(t, n, &i)) {
@@ -472,7 +472,7 @@ static int parse_array(parser *ps, unsigned depth, json_t **out) {
     return TW_OK;
   }
   for (;;) {
-    json_t *v;
+    json_t *v = NULL;
     int rc = parse_value(ps, depth, &v);
     if (rc != TW_OK) {
       json_decref(arr);
@@ -580,9 +580,9 @@ static int parse_value(parser *ps, unsigned depth, json_t **out) {
                     : parse_object(ps, depth + 1, out);
   }
   if (c == '"') {
-    const char *s;
-    size_t n;
-    bool esc;
+    const char *s = NULL;
+    size_t n = 0;
+    bool esc = false;
     int rc = parse_string(ps, &s, &n, &esc);
     if (rc != TW_OK)
       return rc;
@@ -629,7 +629,7 @@ static int read_fd(int fd, const char *path, tw_buf *b, tw_err *err) {
       tw_buf_reserve(b, (size_t)st.st_size) != TW_OK)
     return tw_err_set(err, TW_ENOMEM, "%s: out of memory reading file", path);
   for (;;) {
-    if (b->cap - b->len < 4096 && tw_buf_reserve(b, 64 * 1024) != TW_OK)
+    if (b->cap - b->len < 4096 && tw_buf_reserve(b, (size_t)64 * 1024) != TW_OK)
       return tw_err_set(err, TW_ENOMEM, "%s: out of memory reading file", path);
     ssize_t got = read(fd, b->data + b->len, b->cap - b->len - 1);
     if (got < 0) {
@@ -756,7 +756,7 @@ static int wrong_type(const char *where, const char *key, const char *want,
 int tw_json_get_str(const json_t *obj, const char *where, const char *key,
                     bool required, const char **out, tw_err *err) {
   json_init();
-  json_t *v;
+  json_t *v = NULL;
   int rc = member(obj, where, key, required, &v, err);
   if (rc != TW_OK || v == NULL)
     return rc;
@@ -779,7 +779,7 @@ int tw_json_get_int(const json_t *obj, const char *where, const char *key,
                     tw_err *err) {
   json_init();
   assert(min <= max);
-  json_t *v;
+  json_t *v = NULL;
   int rc = member(obj, where, key, required, &v, err);
   if (rc != TW_OK || v == NULL)
     return rc;
@@ -807,7 +807,7 @@ int tw_json_get_f64(const json_t *obj, const char *where, const char *key,
                     tw_err *err) {
   json_init();
   assert(min <= max);
-  json_t *v;
+  json_t *v = NULL;
   int rc = member(obj, where, key, required, &v, err);
   if (rc != TW_OK || v == NULL)
     return rc;
@@ -833,7 +833,7 @@ int tw_json_get_f64(const json_t *obj, const char *where, const char *key,
 int tw_json_get_bool(const json_t *obj, const char *where, const char *key,
                      bool required, bool *out, tw_err *err) {
   json_init();
-  json_t *v;
+  json_t *v = NULL;
   int rc = member(obj, where, key, required, &v, err);
   if (rc != TW_OK || v == NULL)
     return rc;
@@ -846,7 +846,7 @@ int tw_json_get_bool(const json_t *obj, const char *where, const char *key,
 int tw_json_get_array(const json_t *obj, const char *where, const char *key,
                       bool required, json_t **out, tw_err *err) {
   json_init();
-  json_t *v;
+  json_t *v = NULL;
   int rc = member(obj, where, key, required, &v, err);
   if (rc != TW_OK || v == NULL)
     return rc;
@@ -859,7 +859,7 @@ int tw_json_get_array(const json_t *obj, const char *where, const char *key,
 int tw_json_get_object(const json_t *obj, const char *where, const char *key,
                        bool required, json_t **out, tw_err *err) {
   json_init();
-  json_t *v;
+  json_t *v = NULL;
   int rc = member(obj, where, key, required, &v, err);
   if (rc != TW_OK || v == NULL)
     return rc;
@@ -878,9 +878,11 @@ int tw_json_check_keys(const json_t *obj, const char *where,
                       w ? where : "", w ? ": " : "", type_name(obj));
   const char *key;
   size_t n;
-  json_t *v;
+  json_t *v = NULL;
   /* jansson iterates in insertion order, so the first unknown key of the
    * document is the one reported. */
+  /* The iteration macro wants a non-const object; it only reads. */
+  // NOLINTNEXTLINE(performance-no-int-to-ptr)
   json_object_keylen_foreach((json_t *)(uintptr_t)obj, key, n, v) {
     (void)v;
     if (n >= 2 && key[0] == 'x' && key[1] == '-')
