@@ -46,9 +46,9 @@ size_t tw__utf8_seq_len(const unsigned char *s, size_t n);
 /* True if s[0..n) is well-formed UTF-8. */
 bool tw__utf8_valid(const char *s, size_t n);
 
-/* Writes the shortest of %.15g, %.16g, %.17g that reads back as the finite
- * double v, always with '.' as the decimal point whatever the locale. cap
- * should be at least 32. */
+/* Writes the shortest of %.15g, %.16g, %.17g that reads back as the double
+ * v, always with '.' as the decimal point whatever the locale; non-finite
+ * values as "inf", "-inf", "nan". cap should be at least TW__F64_MAX. */
 #define TW__F64_MAX 32
 void tw__format_f64(double v, char *out, size_t cap);
 

@@ -731,21 +731,6 @@ static bool has_where(const char *where) {
 }
 
 /* Fetches member key of obj into *v (NULL when absent and optional). */
-static int member(const json_t *obj, const char *where, const char *key,
-                  bool required, json_t **v, tw_err *err) {
-  assert(key != NULL);
-  bool w = has_where(where);
-  if (!json_is_object(obj))
-    return tw_err_set(err, TW_ETYPE, "%s%sexpected an object, got %s",
-                      w ? where : "", w ? ": " : "", type_name(obj));
-  *v = json_object_get(obj, key);
-  if (*v == NULL && required)
-    return tw_err_set(err, TW_EINVAL, "%s%smissing required field '%s'",
-                      w ? where : "", w ? ": " : "", key);
-  return TW_OK;
-}
-
-/* Fails with "WHERE.KEY: expected WANT, got TYPE". */
 static int wrong_type(const char *where, const char *key, const char *want,
                       const json_t *v, tw_err *err) {
   bool w = has_where(where);
@@ -753,15 +738,42 @@ static int wrong_type(const char *where, const char *key, const char *want,
                     w ? where : "", w ? "." : "", key, want, type_name(v));
 }
 
+#define TYPE_BIT(t) (1u << (t))
+
+/* Finds member key of obj. Absent: TW_OK with *v NULL, or the "missing"
+ * error if required. Present but of a type not in the mask types: the
+ * "expected WANT" error. */
+static int member(const json_t *obj, const char *where, const char *key,
+                  bool required, unsigned types, const char *want, json_t **v,
+                  tw_err *err) {
+  assert(key != NULL);
+  bool w = has_where(where);
+  *v = NULL;
+  if (!json_is_object(obj))
+    return tw_err_set(err, TW_ETYPE, "%s%sexpected an object, got %s",
+                      w ? where : "", w ? ": " : "", type_name(obj));
+  json_t *m = json_object_get(obj, key);
+  if (m == NULL)
+    return required
+               ? tw_err_set(err, TW_EINVAL, "%s%smissing required field '%s'",
+                            w ? where : "", w ? ": " : "", key)
+               : TW_OK;
+  if ((types & TYPE_BIT(json_typeof(m))) == 0)
+    return wrong_type(where, key, want, m, err);
+  *v = m;
+  return TW_OK;
+}
+
+/* Fails with "WHERE.KEY: expected WANT, got TYPE". */
+
 int tw_json_get_str(const json_t *obj, const char *where, const char *key,
                     bool required, const char **out, tw_err *err) {
   json_init();
   json_t *v = NULL;
-  int rc = member(obj, where, key, required, &v, err);
+  int rc = member(obj, where, key, required, TYPE_BIT(JSON_STRING), "a string",
+                  &v, err);
   if (rc != TW_OK || v == NULL)
     return rc;
-  if (!json_is_string(v))
-    return wrong_type(where, key, "a string", v, err);
   const char *s = json_string_value(v);
   /* Values built with json_stringn may hold a NUL that C callers would
    * silently cut at; the parser never produces one. */
@@ -780,11 +792,10 @@ int tw_json_get_int(const json_t *obj, const char *where, const char *key,
   json_init();
   assert(min <= max);
   json_t *v = NULL;
-  int rc = member(obj, where, key, required, &v, err);
+  int rc = member(obj, where, key, required, TYPE_BIT(JSON_INTEGER),
+                  "an integer", &v, err);
   if (rc != TW_OK || v == NULL)
     return rc;
-  if (!json_is_integer(v))
-    return wrong_type(where, key, "an integer", v, err);
   int64_t x = json_integer_value(v);
   if (x < min || x > max) {
     bool w = has_where(where);
@@ -808,11 +819,11 @@ int tw_json_get_f64(const json_t *obj, const char *where, const char *key,
   json_init();
   assert(min <= max);
   json_t *v = NULL;
-  int rc = member(obj, where, key, required, &v, err);
+  int rc =
+      member(obj, where, key, required,
+             TYPE_BIT(JSON_INTEGER) | TYPE_BIT(JSON_REAL), "a number", &v, err);
   if (rc != TW_OK || v == NULL)
     return rc;
-  if (!json_is_number(v))
-    return wrong_type(where, key, "a number", v, err);
   double x = json_number_value(v);
   bool w = has_where(where);
   if (!isfinite(x))
@@ -834,11 +845,11 @@ int tw_json_get_bool(const json_t *obj, const char *where, const char *key,
                      bool required, bool *out, tw_err *err) {
   json_init();
   json_t *v = NULL;
-  int rc = member(obj, where, key, required, &v, err);
+  int rc =
+      member(obj, where, key, required,
+             TYPE_BIT(JSON_TRUE) | TYPE_BIT(JSON_FALSE), "a boolean", &v, err);
   if (rc != TW_OK || v == NULL)
     return rc;
-  if (!json_is_boolean(v))
-    return wrong_type(where, key, "a boolean", v, err);
   *out = json_is_true(v);
   return TW_OK;
 }
@@ -847,11 +858,10 @@ int tw_json_get_array(const json_t *obj, const char *where, const char *key,
                       bool required, json_t **out, tw_err *err) {
   json_init();
   json_t *v = NULL;
-  int rc = member(obj, where, key, required, &v, err);
+  int rc = member(obj, where, key, required, TYPE_BIT(JSON_ARRAY), "an array",
+                  &v, err);
   if (rc != TW_OK || v == NULL)
     return rc;
-  if (!json_is_array(v))
-    return wrong_type(where, key, "an array", v, err);
   *out = v;
   return TW_OK;
 }
@@ -860,11 +870,10 @@ int tw_json_get_object(const json_t *obj, const char *where, const char *key,
                        bool required, json_t **out, tw_err *err) {
   json_init();
   json_t *v = NULL;
-  int rc = member(obj, where, key, required, &v, err);
+  int rc = member(obj, where, key, required, TYPE_BIT(JSON_OBJECT), "an object",
+                  &v, err);
   if (rc != TW_OK || v == NULL)
     return rc;
-  if (!json_is_object(v))
-    return wrong_type(where, key, "an object", v, err);
   *out = v;
   return TW_OK;
 }

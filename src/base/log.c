@@ -135,13 +135,32 @@ static void put_run(line_writer *w, const char *s, size_t n) {
 
 static const char hex_digits[] = "0123456789abcdef";
 
-/* Shortest round-trip form; text lines spell non-finite values as C does
- * ("inf", "-inf", "nan"). */
-static void format_f64(double v, char *buf, size_t cap) {
-  if (isfinite(v))
-    tw__format_f64(v, buf, cap);
-  else
-    (void)snprintf(buf, cap, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+/* Formats a field that is not a non-NULL string: numbers, booleans, and
+ * null for a NULL string. JSON has no NaN or infinity, so there a
+ * non-finite value is null too. */
+static void format_scalar(const tw_log_field *f, bool json, char *num,
+                          size_t cap) {
+  switch (f->type) {
+  case TW_LOG_FIELD_INT:
+    (void)snprintf(num, cap, "%" PRId64, f->v.i);
+    return;
+  case TW_LOG_FIELD_UINT:
+    (void)snprintf(num, cap, "%" PRIu64, f->v.u);
+    return;
+  case TW_LOG_FIELD_F64:
+    if (json && !isfinite(f->v.f))
+      (void)snprintf(num, cap, "null");
+    else
+      tw__format_f64(f->v.f, num, cap);
+    return;
+  case TW_LOG_FIELD_BOOL:
+    (void)snprintf(num, cap, "%s", f->v.b ? "true" : "false");
+    return;
+  case TW_LOG_FIELD_STR: /* only NULL strings reach here */
+    break;
+  }
+  (void)snprintf(num, cap, "%s",
+                 json || f->type == TW_LOG_FIELD_STR ? "null" : "?");
 }
 
 /* --- Text lines --- */
@@ -207,34 +226,17 @@ static bool text_needs_quotes(const char *s) {
 }
 
 static void text_put_value(line_writer *w, const tw_log_field *f) {
-  char num[40];
-  switch (f->type) {
-  case TW_LOG_FIELD_STR:
-    if (f->v.s == NULL) {
-      put_str(w, "null");
-    } else if (text_needs_quotes(f->v.s)) {
+  if (f->type == TW_LOG_FIELD_STR && f->v.s != NULL) {
+    bool quote = text_needs_quotes(f->v.s);
+    if (quote)
       put(w, "\"", 1);
-      text_put(w, f->v.s, true);
+    text_put(w, f->v.s, quote);
+    if (quote)
       put(w, "\"", 1);
-    } else {
-      text_put(w, f->v.s, false);
-    }
     return;
-  case TW_LOG_FIELD_INT:
-    (void)snprintf(num, sizeof num, "%" PRId64, f->v.i);
-    break;
-  case TW_LOG_FIELD_UINT:
-    (void)snprintf(num, sizeof num, "%" PRIu64, f->v.u);
-    break;
-  case TW_LOG_FIELD_F64:
-    format_f64(f->v.f, num, sizeof num);
-    break;
-  case TW_LOG_FIELD_BOOL:
-    (void)snprintf(num, sizeof num, "%s", f->v.b ? "true" : "false");
-    break;
-  default:
-    (void)snprintf(num, sizeof num, "?");
   }
+  char num[40];
+  format_scalar(f, false, num, sizeof num);
   put_str(w, num);
 }
 
@@ -371,33 +373,12 @@ static bool json_key_reserved(const char *key) {
 }
 
 static void json_put_value(line_writer *w, const tw_log_field *f) {
-  char num[40];
-  switch (f->type) {
-  case TW_LOG_FIELD_STR:
-    if (f->v.s == NULL)
-      put_str(w, "null");
-    else
-      json_string(w, f->v.s, NULL);
+  if (f->type == TW_LOG_FIELD_STR && f->v.s != NULL) {
+    json_string(w, f->v.s, NULL);
     return;
-  case TW_LOG_FIELD_INT:
-    (void)snprintf(num, sizeof num, "%" PRId64, f->v.i);
-    break;
-  case TW_LOG_FIELD_UINT:
-    (void)snprintf(num, sizeof num, "%" PRIu64, f->v.u);
-    break;
-  case TW_LOG_FIELD_F64:
-    /* JSON has no NaN or infinity. */
-    if (isfinite(f->v.f))
-      format_f64(f->v.f, num, sizeof num);
-    else
-      (void)snprintf(num, sizeof num, "null");
-    break;
-  case TW_LOG_FIELD_BOOL:
-    (void)snprintf(num, sizeof num, "%s", f->v.b ? "true" : "false");
-    break;
-  default:
-    (void)snprintf(num, sizeof num, "null");
   }
+  char num[40];
+  format_scalar(f, true, num, sizeof num);
   put_str(w, num);
 }
 

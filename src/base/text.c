@@ -6,6 +6,7 @@
  * must be exact and locale-independent (metrics, logs, JSON), so they write
  * into caller buffers only.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,10 @@ bool tw__utf8_valid(const char *s, size_t n) {
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 void tw__format_f64(double v, char *out, size_t cap) {
+  if (!isfinite(v)) {
+    (void)snprintf(out, cap, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+    return;
+  }
   for (int prec = 15; prec <= 17; prec++) {
     (void)snprintf(out, cap, "%.*g", prec, v);
     if (strtod(out, NULL) == v)
@@ -64,8 +69,7 @@ void tw__format_f64(double v, char *out, size_t cap) {
   }
   /* snprintf and strtod follow LC_NUMERIC, which a host may have set to use
    * a decimal comma (or a multibyte separator); our formats want '.'.
-   * Anything that is not a digit, sign or exponent is that separator. Only
-   * finite values reach here, so "inf"/"nan" letters never do. */
+   * Anything that is not a digit, sign or exponent is that separator. */
   char *w = out;
   for (const char *r = out; *r != '\0';) {
     if (is_digit(*r) || *r == '-' || *r == '+' || *r == 'e') {

@@ -634,6 +634,8 @@ static void test_get_f64(void **state) {
   expect(tw_json_get_f64(o, "cfg", "big", true, -1e10, 1e10, &x, &err),
          TW_ERANGE, &err,
          "cfg.big: 1e+300 is out of range [-10000000000, 10000000000]");
+  expect(tw_json_get_f64(o, "cfg", "r", true, -INFINITY, 1, &x, &err),
+         TW_ERANGE, &err, "cfg.r: 2.5 is out of range [-inf, 1]");
   /* Bounds and values print in their shortest exact form. */
   expect(
       tw_json_get_f64(o, "", "tenth", true, 0.2, 0.30000000000000004, &x, &err),
