@@ -38,6 +38,9 @@ TW_EXTERN_C_BEGIN
 TW_API int tw_json_parse(const char *data, size_t len, const char *source,
                          json_t **out, tw_err *err);
 
+/* Largest file tw_json_load_file reads (TW_ELIMIT beyond). */
+#define TW_JSON_MAX_FILE ((size_t)256 << 20)
+
 /* Reads and parses a file; the path is the diagnostic source. */
 TW_API int tw_json_load_file(const char *path, json_t **out, tw_err *err);
 

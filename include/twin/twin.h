@@ -11,6 +11,7 @@
 #include "twin/common.h"
 #include "twin/ctx.h"
 #include "twin/error.h"
+#include "twin/file.h"
 #include "twin/hash.h"
 #include "twin/json.h"
 #include "twin/log.h"

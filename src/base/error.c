@@ -83,6 +83,7 @@ int tw_err_from_errno(int sys_errno) {
   case ENOMEM:
     return TW_ENOMEM;
   case EINVAL:
+  case EISDIR:
     return TW_EINVAL;
   case ETIMEDOUT:
     return TW_ETIMEDOUT;

@@ -13,7 +13,6 @@
  * so the failure does not leak into unrelated OpenSSL users.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,6 +21,7 @@
 #include <openssl/evp.h>
 
 #include "twin/alloc.h"
+#include "twin/file.h"
 #include "twin/hash.h"
 
 struct tw_sha256_state {
@@ -126,15 +126,11 @@ int tw_sha256_hex(const void *data, size_t n,
 static int hash_fd(int fd, const char *path, tw_sha256_state *h,
                    unsigned char *chunk, tw_err *err) {
   for (;;) {
-    ssize_t got = read(fd, chunk, FILE_CHUNK);
-    if (got < 0) {
-      if (errno == EINTR)
-        continue;
-      return tw_err_sys(err, errno, "%s: read failed", path);
-    }
-    if (got == 0)
-      return TW_OK;
-    int rc = tw_sha256_update(h, chunk, (size_t)got);
+    size_t got = 0;
+    int rc = tw_file_read_some(fd, path, chunk, FILE_CHUNK, &got, err);
+    if (rc != TW_OK || got == 0)
+      return rc;
+    rc = tw_sha256_update(h, chunk, got);
     if (rc != TW_OK)
       return tw_err_set(err, rc, "%s: hashing failed: %s", path,
                         tw_strerror(rc));
@@ -142,12 +138,9 @@ static int hash_fd(int fd, const char *path, tw_sha256_state *h,
 }
 
 int tw_sha256_file(const char *path, uint8_t out[TW_SHA256_LEN], tw_err *err) {
-  int fd;
-  do
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-  while (fd < 0 && errno == EINTR);
+  int fd = tw_file_open_read(path, err);
   if (fd < 0)
-    return tw_err_sys(err, errno, "%s: cannot open", path);
+    return fd;
 
   int rc = TW_ENOMEM;
   tw_sha256_state *h = NULL;

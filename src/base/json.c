@@ -30,7 +30,6 @@
  */
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <locale.h>
 #include <math.h>
@@ -39,11 +38,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base_int.h"
 #include "twin/alloc.h"
+#include "twin/file.h"
 #include "twin/json.h"
 
 /* --- Process-wide setup ---------------------------------------------- */
@@ -622,39 +621,10 @@ int tw_json_parse(const char *data, size_t len, const char *source,
 }
 
 /* Appends the whole of the open file fd to b. */
-static int read_fd(int fd, const char *path, tw_buf *b, tw_err *err) {
-  struct stat st;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
-      (uint64_t)st.st_size < SIZE_MAX &&
-      tw_buf_reserve(b, (size_t)st.st_size) != TW_OK)
-    return tw_err_set(err, TW_ENOMEM, "%s: out of memory reading file", path);
-  for (;;) {
-    if (b->cap - b->len < 4096 && tw_buf_reserve(b, (size_t)64 * 1024) != TW_OK)
-      return tw_err_set(err, TW_ENOMEM, "%s: out of memory reading file", path);
-    ssize_t got = read(fd, b->data + b->len, b->cap - b->len - 1);
-    if (got < 0) {
-      if (errno == EINTR)
-        continue;
-      return tw_err_sys(err, errno, "%s: read failed", path);
-    }
-    if (got == 0)
-      return TW_OK;
-    b->len += (size_t)got;
-    b->data[b->len] = '\0';
-  }
-}
-
 int tw_json_load_file(const char *path, json_t **out, tw_err *err) {
   json_init();
-  int fd;
-  do
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-  while (fd < 0 && errno == EINTR);
-  if (fd < 0)
-    return tw_err_sys(err, errno, "%s: cannot open", path);
   tw_buf b = TW_BUF_INIT;
-  int rc = read_fd(fd, path, &b, err);
-  close(fd);
+  int rc = tw_file_read_all(path, TW_JSON_MAX_FILE, &b, err);
   if (rc == TW_OK)
     rc = tw_json_parse(b.data, b.len, path, out, err);
   tw_buf_fini(&b);

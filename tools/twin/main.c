@@ -5,13 +5,11 @@
  * The CLI is a client of the public C API only. It installs the log sink
  * (stderr), owns the tw_ctx and, with --metrics-out, writes the run's
  * metrics in the Prometheus text format atomically (the node_exporter
- * textfile-collector convention: write a temporary file, then rename).
+ * textfile-collector convention).
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -200,37 +198,19 @@ static int run_version(cli_ctx *cli, const cli_args *args) {
   return code;
 }
 
-/* Writes the registry to path via a temporary file and rename(2), so a
+/* Writes the registry to path atomically (tw_file_write_atomic), so a
  * scraper never reads half a file. */
 static int write_metrics(cli_ctx *cli, const char *path) {
   tw_err err;
   tw_err_init(&err);
-  tw_buf b = TW_BUF_INIT, tmp = TW_BUF_INIT;
+  tw_buf b = TW_BUF_INIT;
   int rc = tw_metrics_render(tw_ctx_metrics(cli->tw), &b);
-  if (rc == TW_OK)
-    rc = tw_buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid());
-  if (rc != TW_OK) {
+  if (rc != TW_OK)
     tw_err_set(&err, rc, "cannot render the metrics");
-  } else {
-    FILE *f = fopen(tmp.data, "w");
-    if (f == NULL) {
-      tw_err_sys(&err, errno, "cannot create '%s'", tmp.data);
-    } else {
-      size_t n = fwrite(b.data, 1, b.len, f);
-      int werr = (n != b.len || fflush(f) != 0) ? errno : 0;
-      if (fclose(f) != 0 && werr == 0)
-        werr = errno ? errno : EIO;
-      if (werr != 0)
-        tw_err_sys(&err, werr, "cannot write '%s'", tmp.data);
-      else if (rename(tmp.data, path) != 0)
-        tw_err_sys(&err, errno, "cannot rename '%s' to '%s'", tmp.data, path);
-      if (err.code != TW_OK)
-        remove(tmp.data);
-    }
-  }
+  else
+    rc = tw_file_write_atomic(path, b.data, b.len, &err);
   tw_buf_fini(&b);
-  tw_buf_fini(&tmp);
-  return err.code == TW_OK ? CLI_EXIT_OK : cli_fail(cli, &err);
+  return rc == TW_OK ? CLI_EXIT_OK : cli_fail(cli, &err);
 }
 
 static bool wants_help(int argc, char **argv) {

@@ -92,6 +92,7 @@ static void sys_errors_map_and_append_text(void **state) {
   assert_int_equal(tw_err_from_errno(ENOMEM), TW_ENOMEM);
   assert_int_equal(tw_err_from_errno(ENOSPC), TW_ELIMIT);
   assert_int_equal(tw_err_from_errno(ECONNREFUSED), TW_ECONN);
+  assert_int_equal(tw_err_from_errno(EISDIR), TW_EINVAL);
   assert_int_equal(tw_err_from_errno(EPIPE), TW_EIO);
 }
 

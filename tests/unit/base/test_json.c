@@ -364,7 +364,7 @@ static void test_load_file(void **state) {
   assert_string_equal(err.msg, want);
 
   tw_err_init(&err);
-  assert_int_equal(tw_json_load_file("/tmp", &v, &err), TW_EIO);
+  assert_int_equal(tw_json_load_file("/tmp", &v, &err), TW_EINVAL);
   assert_string_equal(err.msg, "/tmp: read failed: Is a directory");
   assert_ptr_equal(v, UNTOUCHED);
 }
