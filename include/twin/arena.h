@@ -27,7 +27,7 @@ typedef struct tw_arena_chunk tw_arena_chunk;
 
 typedef struct tw_arena {
   tw_arena_chunk *head; /* newest chunk; older ones follow ->prev */
-  size_t chunk_size;    /* default size of a new chunk */
+  size_t chunk_size;    /* size of a new chunk; grows, see reset */
   size_t used;          /* bytes handed out (with alignment padding) */
   size_t peak;          /* maximum of used */
   size_t reserved;      /* bytes of chunks held */
@@ -72,8 +72,10 @@ TW_API char *tw_arena_strndup(tw_arena *a, const char *s, size_t n);
 TW_API tw_arena_mark tw_arena_save(const tw_arena *a);
 TW_API void tw_arena_rewind(tw_arena *a, tw_arena_mark mark);
 
-/* Releases every allocation but keeps the largest chunk for reuse, so an
- * arena reset once per tick stops allocating after warm-up. peak is kept. */
+/* Releases every allocation but keeps the largest chunk for reuse; when the
+ * released work spanned several chunks, chunk_size grows to what it used.
+ * So an arena reset once per tick stops allocating after warm-up (two
+ * ticks). peak is kept. */
 TW_API void tw_arena_reset(tw_arena *a);
 
 TW_EXTERN_C_END

@@ -4,9 +4,11 @@
 #ifndef TWIN_TWIN_H
 #define TWIN_TWIN_H
 
+#include "twin/ad.h"
 #include "twin/alloc.h"
 #include "twin/arena.h"
 #include "twin/buf.h"
+#include "twin/checkpoint.h"
 #include "twin/clock.h"
 #include "twin/common.h"
 #include "twin/ctx.h"

@@ -3,8 +3,9 @@
  *
  * Each chunk is one tw_alloc block: a header followed by its data. The
  * newest chunk is a->head and the only one allocated from; a request that
- * does not fit starts a new chunk of max(chunk_size, request) bytes, so
- * oversized requests get a chunk of their own. used counts bytes handed out
+ * does not fit starts a new chunk of max(chunk_size, request, reserved)
+ * bytes: oversized requests get a chunk of their own, and chunk sizes grow
+ * geometrically. used counts bytes handed out
  * including alignment padding, so it is what a budget should charge.
  */
 #include <stdalign.h>
@@ -66,8 +67,13 @@ void *tw_arena_alloc_aligned(tw_arena *a, size_t size, size_t align) {
     /* New chunk: room for size plus worst-case padding. */
     if (size > SIZE_MAX - sizeof(tw_arena_chunk) - align)
       return NULL;
+    /* Chunks grow geometrically (at least what is reserved already), so
+     * after a reset the kept chunk soon holds a whole tick's worth and a
+     * reset-per-tick arena stops allocating. */
     size_t want = size + align;
     size_t data_size = want > a->chunk_size ? want : a->chunk_size;
+    if (a->reserved > data_size)
+      data_size = a->reserved;
     if (a->limit != 0 && a->used + size > a->limit) {
       a->limit_hit = true;
       return NULL;
@@ -135,8 +141,12 @@ void tw_arena_rewind(tw_arena *a, tw_arena_mark m) {
 }
 
 void tw_arena_reset(tw_arena *a) {
-  /* Keep the largest chunk: after one tick of warm-up, reset-per-tick
-   * arenas stop calling the allocator. */
+  /* A tick that needed several chunks raises the size of future chunks to
+   * what the whole tick used, so the next new chunk holds a whole tick;
+   * keeping the largest chunk then stops the allocation after warm-up. */
+  if (a->head != NULL && a->head->prev != NULL && a->used > a->chunk_size)
+    a->chunk_size = a->used;
+  /* Keep the largest chunk. */
   tw_arena_chunk *keep = NULL;
   for (tw_arena_chunk *c = a->head; c != NULL; c = c->prev)
     if (keep == NULL || c->size > keep->size)

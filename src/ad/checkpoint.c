@@ -1,0 +1,2 @@
+/* checkpoint.c - written next. */
+#include "ad_int.h"

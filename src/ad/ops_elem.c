@@ -1,0 +1,2 @@
+/* ops_elem.c - written next. */
+#include "ad_int.h"

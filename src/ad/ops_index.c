@@ -1,0 +1,2 @@
+/* ops_index.c - written next. */
+#include "ad_int.h"

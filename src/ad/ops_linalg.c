@@ -1,0 +1,2 @@
+/* ops_linalg.c - written next. */
+#include "ad_int.h"

@@ -1,0 +1,2 @@
+/* ops_loss.c - written next. */
+#include "ad_int.h"

@@ -1,0 +1,2 @@
+/* ops_reduce.c - written next. */
+#include "ad_int.h"

@@ -1,0 +1,3 @@
+/* test_ops_reduce.c - written next. */
+#include "tw_test.h"
+int main(void) { return 1; }
