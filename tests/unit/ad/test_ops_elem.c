@@ -1,3 +1,0 @@
-/* test_ops_elem.c - written next. */
-#include "tw_test.h"
-int main(void) { return 1; }
