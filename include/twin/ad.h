@@ -183,9 +183,9 @@ TW_API int tw_ad_scale(tw_tape *t, double alpha, tw_tensor *a, tw_tensor **out,
 
 /* Unary math. Derivative conventions at non-smooth points: sqrt'(0) = 0
  * (a "safe" gradient instead of +Inf, as JAX users get from the
- * where-trick), |x|'(0) = 0, relu'(0) = 0. log of x <= 0 and sqrt of x < 0
- * give NaN, which check_finite reports. softplus(x) = log(1 + e^x),
- * computed without overflow. */
+ * where-trick), |x|'(0) = 0, relu'(0) = 0. log of x < 0 and sqrt of x < 0
+ * give NaN and log(0) gives -Inf, which check_finite reports.
+ * softplus(x) = log(1 + e^x), computed without overflow. */
 TW_API int tw_ad_neg(tw_tape *t, tw_tensor *a, tw_tensor **out, tw_err *err);
 TW_API int tw_ad_exp(tw_tape *t, tw_tensor *a, tw_tensor **out, tw_err *err);
 TW_API int tw_ad_log(tw_tape *t, tw_tensor *a, tw_tensor **out, tw_err *err);

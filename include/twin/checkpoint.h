@@ -6,7 +6,8 @@
  * order T-1, T-2, ..., 0. Keeping all of them costs O(T) memory; a schedule
  * trades memory for recomputation:
  *
- *   all          store every state: T slots, no recomputation;
+ *   all          store every state: T-1 slots (x[T-1] is current when it
+ *                is needed), no recomputation;
  *   periodic:C   store every C-th state, then recompute one segment of C
  *                states at a time: ceil(T/C) + C slots, ~T extra steps
  *                (C = sqrt(T) gives O(sqrt T) memory);

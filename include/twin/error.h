@@ -82,20 +82,38 @@ typedef struct tw_err {
 /* Resets e to the no-error state. e may be NULL. */
 TW_API void tw_err_init(tw_err *e);
 
-/* Records an error unless e already holds one (first error wins). Returns
- * code, so a failing function can `return tw_err_set(err, TW_EINVAL, ...)`.
- * code must be negative; e may be NULL. */
-TW_API int tw_err_set(tw_err *e, int code, const char *fmt, ...)
+/* Records an error unless e already holds one (first error wins), and
+ * evaluates to code, so a failing function can
+ * `return tw_err_set(err, TW_EINVAL, ...)`. code must be negative (TW_OK is
+ * recorded and returned as TW_EINTERNAL); e may be NULL. It is a macro over
+ * tw_err_record so that static analysers see it never yields TW_OK; code
+ * is evaluated twice. */
+#define tw_err_set(e, code, ...)                                               \
+  ((void)tw_err_record((e), (code), __VA_ARGS__), tw__err_code(code))
+
+/* The function behind tw_err_set; returns the code recorded. */
+TW_API int tw_err_record(tw_err *e, int code, const char *fmt, ...)
     TW_PRINTF(3, 4);
 TW_API int tw_err_setv(tw_err *e, int code, const char *fmt, va_list ap)
     TW_PRINTF(3, 0);
 
+static inline int tw__err_code(int code) {
+  return code < 0 ? code : TW_EINTERNAL;
+}
+
 /* Records an error caused by a failed system call: the errno value sys_errno
  * is mapped to a Twin code (ENOENT, EEXIST, EPERM for EACCES/EPERM, ENOMEM,
  * EIO otherwise) and its strerror text is appended to the message as
- * ": <text>". Returns the Twin code. */
-TW_API int tw_err_sys(tw_err *e, int sys_errno, const char *fmt, ...)
+ * ": <text>". Evaluates to the Twin code, never TW_OK. */
+#define tw_err_sys(e, sys_errno, ...)                                          \
+  tw__err_sys_code(tw_err_sys_record((e), (sys_errno), __VA_ARGS__))
+
+TW_API int tw_err_sys_record(tw_err *e, int sys_errno, const char *fmt, ...)
     TW_PRINTF(3, 4);
+
+static inline int tw__err_sys_code(int code) {
+  return code < 0 ? code : TW_EIO;
+}
 
 /* Maps an errno value to a Twin code, as tw_err_sys does. */
 TW_API int tw_err_from_errno(int sys_errno);

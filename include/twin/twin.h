@@ -19,6 +19,7 @@
 #include "twin/log.h"
 #include "twin/metrics.h"
 #include "twin/pool.h"
+#include "twin/sim.h"
 #include "twin/version.h"
 
 #endif /* TWIN_TWIN_H */

@@ -62,6 +62,7 @@ static int make(tw_tape *tape, const char *op, tw_dtype dtype, unsigned ndim,
                 const size_t *shape, bool alloc_data, tw_tensor **out,
                 tw_err *err) {
   tw_tensor hdr;
+  memset(&hdr, 0, sizeof hdr);
   int rc = set_shape(&hdr, op, dtype, ndim, shape, err);
   if (rc != TW_OK)
     return rc;
@@ -92,7 +93,7 @@ int tw_tensor_from(tw_tape *tape, tw_dtype dtype, unsigned ndim,
                    tw_tensor **out, tw_err *err) {
   if (data == NULL)
     return tw_err_set(err, TW_EINVAL, "tensor: data is NULL");
-  tw_tensor *t;
+  tw_tensor *t = NULL;
   int rc = make(tape, "tensor", dtype, ndim, shape, true, &t, err);
   if (rc != TW_OK)
     return rc;
@@ -107,7 +108,7 @@ int tw_tensor_wrap(tw_tape *tape, tw_dtype dtype, unsigned ndim,
                    tw_err *err) {
   if (data == NULL)
     return tw_err_set(err, TW_EINVAL, "tensor: data is NULL");
-  tw_tensor *t;
+  tw_tensor *t = NULL;
   int rc = make(tape, "tensor", dtype, ndim, shape, false, &t, err);
   if (rc != TW_OK)
     return rc;
@@ -120,7 +121,7 @@ int tw_tensor_wrap(tw_tape *tape, tw_dtype dtype, unsigned ndim,
 
 int tw_tensor_scalar(tw_tape *tape, tw_dtype dtype, double value,
                      tw_tensor **out, tw_err *err) {
-  tw_tensor *t;
+  tw_tensor *t = NULL;
   int rc = make(tape, "scalar", dtype, 0, NULL, true, &t, err);
   if (rc != TW_OK)
     return rc;
@@ -185,7 +186,7 @@ static int reshape_backward(tw_tape *tape, const tw__ad_node *node,
 int tw_ad_reshape(tw_tape *tape, tw_tensor *a, unsigned ndim,
                   const size_t *shape, tw_tensor **out, tw_err *err) {
   int rc = tw__ad_check_input(tape, "reshape", a, err);
-  tw_tensor *y;
+  tw_tensor *y = NULL;
   if (rc == TW_OK)
     rc = make(tape, "reshape", a->dtype, ndim, shape, false, &y, err);
   if (rc != TW_OK)

@@ -61,7 +61,7 @@ int tw_err_setv(tw_err *e, int code, const char *fmt, va_list ap) {
   return code;
 }
 
-int tw_err_set(tw_err *e, int code, const char *fmt, ...) {
+int tw_err_record(tw_err *e, int code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   int rc = tw_err_setv(e, code, fmt, ap);
@@ -104,7 +104,7 @@ int tw_err_from_errno(int sys_errno) {
   }
 }
 
-int tw_err_sys(tw_err *e, int sys_errno, const char *fmt, ...) {
+int tw_err_sys_record(tw_err *e, int sys_errno, const char *fmt, ...) {
   int code = tw_err_from_errno(sys_errno);
   if (e == NULL || e->code != TW_OK)
     return code;

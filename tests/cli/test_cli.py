@@ -92,7 +92,7 @@ def test_help_lists_every_command():
     r = twin("help")
     out, _ = text(r)
     assert r.returncode == 0
-    for cmd in ("help", "version", "blob digest", "system info"):
+    for cmd in ("help", "version", "blob digest", "sim bench", "system info"):
         assert re.search(r"^  " + re.escape(cmd) + r"\s", out, re.M), cmd
     assert "Exit status: 0 success, 1 the work failed, 2 bad usage." in out
     assert twin("--help").stdout == r.stdout
@@ -208,3 +208,38 @@ def test_closed_stdout_is_a_failure_not_a_signal(tmp_path):
                            stderr=subprocess.PIPE, timeout=60)
     assert r.returncode == 1
     assert "cannot write the output" in r.stderr.decode()
+
+
+def test_sim_bench_chain1d_matches_the_reference_values():
+    # BENCHMARKS.md quotes B1-M's loss and dL/dk0; every schedule must give
+    # them, and the same bits as each other.
+    rows = []
+    for sched in ("all", "periodic:64", "revolve:12"):
+        r = twin("sim", "bench", "chain1d", "--size", "M", "--schedule", sched,
+                 "--repeat", "1", "--json")
+        assert r.returncode == 0, r.stderr
+        row = json.loads(r.stdout)
+        for key in ("bench", "size", "impl", "dtype", "forward_ms", "grad_ms",
+                    "ratio", "peak_bytes", "loss", "dL_dk0", "schedule"):
+            assert key in row, key
+        assert row["schedule"] == sched
+        assert abs(row["loss"] - 3.0053672278) < 5e-11
+        assert abs(row["dL_dk0"] - -5.985661547881e-04) < 5e-16
+        rows.append(row)
+    assert len({(r["loss"], r["dL_dk0"]) for r in rows}) == 1
+    assert rows[2]["peak_bytes"] < rows[1]["peak_bytes"] < rows[0]["peak_bytes"]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["sim", "bench", "chain2d"], "unknown benchmark 'chain2d'"),
+    (["sim", "bench", "chain1d", "--size", "XL"], "unknown size 'XL'"),
+    (["sim", "bench", "chain1d", "--schedule", "revolve:0"], "too small"),
+    (["sim", "bench", "chain1d", "--schedule", "binomial:4"], "binomial:4"),
+    (["sim", "bench", "chain1d", "--repeat", "0"], "--repeat must be at least 1"),
+    (["sim", "bench"], "missing argument"),
+])
+def test_sim_bench_bad_usage(args, msg):
+    r = twin(*args)
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert err.startswith("error: EUSAGE: ") and msg in err, err

@@ -8,5 +8,6 @@
 
 extern const cli_cmd cmd_blob_digest;
 extern const cli_cmd cmd_system_info;
+extern const cli_cmd cmd_sim_bench;
 
 #endif /* TWIN_COMMANDS_H */

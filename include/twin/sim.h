@@ -1,0 +1,307 @@
+/*
+ * sim.h - blocks, integrators, builtin physics and learned blocks, and
+ * rollouts with their discrete adjoint.
+ *
+ * The computation model (DESIGN.md): a block maps, at step k,
+ *
+ *     (x[k+1], y[k]) = f(x[k], u[k], theta, t[k], dt)
+ *
+ * and may provide its vector-Jacobian product: given the cotangents of
+ * (x[k+1], y[k]) it returns those of (x[k], u[k]) and accumulates that of
+ * theta. All of x, u, y and theta are flat f64 vectors whose layout the
+ * block's description names port by port. Three kinds of block share the
+ * tw_block_ops table: builtin (C, here), wasm (a sandboxed model) and graph
+ * (a sub-graph); nothing above this header knows which one it runs.
+ *
+ * Continuous-time physics is written as dynamics, q' = g(q, u, theta, t),
+ * with a hand-written VJP of g; an integrator (explicit Euler,
+ * semi-implicit Euler, RK4) turns dynamics into a block and derives the
+ * step's VJP from g's, so every builtin gets exact discrete gradients of
+ * the scheme actually run (the discrete adjoint, not an approximation of
+ * the continuous one).
+ *
+ * A rollout runs a block for T steps; its gradient runs the reverse sweep
+ * under a checkpoint schedule (checkpoint.h), so memory is O(T), O(sqrt T)
+ * or O(log T) states, and the gradient is bitwise identical whichever
+ * schedule is used.
+ *
+ * Thread safety: a block instance belongs to one thread at a time. Blocks
+ * keep no hidden global state, so separate instances run concurrently.
+ */
+#ifndef TWIN_SIM_H
+#define TWIN_SIM_H
+
+#include <stdbool.h>
+
+#include "twin/checkpoint.h"
+#include "twin/common.h"
+#include "twin/error.h"
+
+TW_EXTERN_C_BEGIN
+
+/* --- Blocks ---------------------------------------------------------- */
+
+/* One named port: a slice of a flat vector. */
+typedef struct tw_port {
+  const char *name; /* "position" */
+  const char *unit; /* "m", "N/m", "" for dimensionless */
+  size_t size;
+} tw_port;
+
+/* What a block is. Port arrays and strings are borrowed from the block and
+ * live as long as it. Offsets of a port are the sums of the sizes before
+ * it; nx, nu, ny, ntheta are the totals. */
+typedef struct tw_block_desc {
+  const char *kind; /* "particles", "mlp", "cartpole", ... */
+  const tw_port *state, *inputs, *outputs, *params;
+  size_t nstate, ninputs, noutputs, nparams; /* port counts */
+  size_t nx, nu, ny, ntheta;                 /* vector lengths */
+  bool differentiable;                       /* step_vjp is exact */
+} tw_block_desc;
+
+typedef struct tw_step_args {
+  double t, dt;
+  int64_t k;
+  const double *x, *u, *theta; /* nx, nu, ntheta values */
+  double *x_next;              /* nx values (written) */
+  double *y; /* ny values (written), or NULL when the caller needs no
+                outputs (a rollout's plain forward sweep) */
+} tw_step_args;
+
+typedef struct tw_vjp_args {
+  double t, dt;
+  int64_t k;
+  const double *x, *u, *theta;
+  const double *gx_next, *gy; /* cotangents of x[k+1], y[k]; NULL = zero */
+  double *gx, *gu; /* written (=); either may be NULL if unwanted; never
+                      alias the inputs */
+  double *gtheta;  /* accumulated (+=); NULL if unwanted */
+} tw_vjp_args;
+
+/* The vtable every block kind implements. */
+typedef struct tw_block_ops {
+  const char *kind;
+  /* Fills *out (borrowed pointers into self). */
+  void (*describe)(const void *self, tw_block_desc *out);
+  /* Writes default parameters (ntheta values); NULL if there are none. */
+  void (*default_params)(const void *self, double *theta);
+  /* Writes the initial state x[0] for parameters theta. */
+  int (*init)(void *self, const double *theta, double *x0, tw_err *err);
+  int (*step)(void *self, const tw_step_args *a, tw_err *err);
+  /* NULL if the block is not differentiable. */
+  int (*step_vjp)(void *self, const tw_vjp_args *a, tw_err *err);
+  /* Frees self. */
+  void (*free)(void *self);
+} tw_block_ops;
+
+typedef struct tw_block tw_block;
+
+/* Wraps (ops, self) as a block named name (copied; used in messages). The
+ * block takes ownership of self (freed through ops->free by tw_block_free,
+ * and also on failure of this call). */
+TW_API int tw_block_new(const tw_block_ops *ops, void *self, const char *name,
+                        tw_block **out, tw_err *err);
+TW_API void tw_block_free(tw_block *b);
+
+TW_API const tw_block_desc *tw_block_describe(const tw_block *b);
+TW_API const char *tw_block_name(const tw_block *b);
+/* Default parameters, when the block has them (builtins do): theta must
+ * hold ntheta values. TW_ENOTSUP if the block has none. */
+TW_API int tw_block_default_params(const tw_block *b, double *theta,
+                                   tw_err *err);
+
+TW_API int tw_block_init(tw_block *b, const double *theta, double *x0,
+                         tw_err *err);
+TW_API int tw_block_step(tw_block *b, const tw_step_args *a, tw_err *err);
+/* TW_ENOTSUP naming the block if it is not differentiable. */
+TW_API int tw_block_step_vjp(tw_block *b, const tw_vjp_args *a, tw_err *err);
+
+/* --- Dynamics and integrators ---------------------------------------- */
+
+/* Continuous-time dynamics q' = g(q, u, theta, t). A second-order system
+ * has q = [position (npos), velocity (npos)] and g = [velocity,
+ * acceleration], which semi-implicit Euler exploits. */
+typedef struct tw_dyn_desc {
+  const char *kind;
+  const tw_port *state, *inputs, *params;
+  size_t nstate, ninputs, nparams;
+  size_t nq, nu, ntheta;
+  bool second_order;
+} tw_dyn_desc;
+
+typedef struct tw_dyn_ops {
+  const char *kind;
+  void (*describe)(const void *self, tw_dyn_desc *out);
+  /* Default theta and the initial q for theta. */
+  void (*default_params)(const void *self, double *theta);
+  int (*init)(void *self, const double *theta, double *q0, tw_err *err);
+  /* qdot = g(q, u, theta, t). */
+  int (*deriv)(void *self, double t, const double *q, const double *u,
+               const double *theta, double *qdot, tw_err *err);
+  /* Accumulates (+=) gq = (dg/dq)^T w, gu = (dg/du)^T w,
+   * gtheta = (dg/dtheta)^T w for w = gqdot (each output may be NULL). */
+  int (*deriv_vjp)(void *self, double t, const double *q, const double *u,
+                   const double *theta, const double *gqdot, double *gq,
+                   double *gu, double *gtheta, tw_err *err);
+  /* Optional (may be NULL): after each step, project q_next in place onto
+   * the admissible set (ground contact by velocity projection). */
+  int (*project)(void *self, double *q_next, tw_err *err);
+  /* Optional, with project: maps the cotangent of the projected q_next to
+   * that of the unprojected one, in place, treating the active set (which
+   * components were projected) as fixed. q_pre is the unprojected value. */
+  int (*project_vjp)(void *self, const double *q_pre, double *g, tw_err *err);
+  void (*free)(void *self);
+} tw_dyn_ops;
+
+typedef enum tw_integrator {
+  TW_EULER = 0,         /* q' = q + dt g(q) */
+  TW_SEMI_IMPLICIT = 1, /* v' = v + dt a(x, v); x' = x + dt v' (2nd order) */
+  TW_RK4 = 2            /* classic fourth-order Runge-Kutta */
+} tw_integrator;
+
+/* Parses "euler", "semi-implicit", "rk4". */
+TW_API int tw_integrator_parse(const char *text, tw_integrator *out,
+                               tw_err *err);
+TW_API const char *tw_integrator_name(tw_integrator m);
+
+/* Makes a block stepping dyn (ownership of dyn_self passes to the block,
+ * also on failure) with method. The block's state is q, its output y[k] is
+ * q[k] (no feedthrough of u), its inputs and params are the dynamics'.
+ * Semi-implicit Euler requires a second-order system (TW_EINVAL). */
+TW_API int tw_sim_integrated_block(const tw_dyn_ops *dyn, void *dyn_self,
+                                   tw_integrator method, const char *name,
+                                   tw_block **out, tw_err *err);
+
+/* --- Builtin dynamics and blocks ------------------------------------- */
+
+/* A particle system in dim = 1, 2 or 3 dimensions: n particles of given
+ * masses, springs between pairs (or between a particle and a fixed anchor
+ * point), linear drag per particle, uniform gravity, and ground contact
+ * with the plane "coordinate dim-1 = height". Its state is [position
+ * (n*dim), velocity (n*dim)], second order. Parameters (in this order):
+ *   stiffness[nsprings] (N/m), rest_length[nsprings] (m),
+ *   spring_damping[nsprings] (N*s/m, along the spring),
+ *   drag[n] (N*s/m, force -drag*v), gravity[dim] (m/s^2).
+ * Inputs: actuation[nsprings] (dimensionless: the rest length becomes
+ *   L * (1 + actuation_strength * actuation)), force[n*dim] (N).
+ * A spring's force is stiffness * (|p_j - p_i| - L_eff) along the unit
+ * vector from i to j (in 1-D: p_j - p_i, signed), acting +on i, -on j, plus
+ * damping times the relative velocity along the spring. */
+typedef enum tw_contact_mode {
+  TW_CONTACT_NONE = 0,
+  /* Penalty: force stiffness * depth upward (and damping * -v_up while in
+   * contact). Smooth in the state except at first touch: gradients are
+   * exact for the piecewise-smooth scheme, and zero-measure kinks give the
+   * one-sided derivative of the active side. */
+  TW_CONTACT_PENALTY = 1,
+  /* Velocity projection (as in DiffTaichi's mass_spring): after a step, a
+   * particle below the ground moving down gets its vertical velocity set to
+   * 0 and its position clamped to the ground; with friction its tangential
+   * velocity too. The gradient treats the contact set as fixed: a
+   * projected component passes no gradient to its pre-projection value. */
+  TW_CONTACT_PROJECTION = 2
+} tw_contact_mode;
+
+typedef struct tw_particles_spec {
+  unsigned dim;           /* 1, 2 or 3 */
+  size_t n;               /* particles */
+  const double *mass;     /* n, > 0 */
+  const double *position; /* n*dim initial positions */
+  const double *velocity; /* n*dim initial velocities, NULL = 0 */
+  size_t nsprings;
+  const int32_t *spring_i;      /* nsprings, particle index or -1: anchor */
+  const int32_t *spring_j;      /* ditto; never both -1, never i == j */
+  const double *anchor;         /* nsprings*dim anchor points (used for -1) */
+  const double *stiffness;      /* nsprings default parameters */
+  const double *rest_length;    /* nsprings, NULL = initial distances */
+  const double *spring_damping; /* nsprings, NULL = 0 */
+  const double *actuation_strength; /* nsprings, NULL = 0 */
+  const double *drag;               /* n, NULL = 0 */
+  const double *gravity;            /* dim, NULL = 0 */
+  tw_contact_mode contact;
+  double ground;            /* height of the ground plane */
+  double contact_stiffness; /* penalty */
+  double contact_damping;   /* penalty */
+  bool friction;            /* projection: also stop tangential motion */
+} tw_particles_spec;
+
+/* Dynamics of a particle system; validates spec (indices, masses, sizes)
+ * and copies everything. */
+TW_API int tw_sim_particles(const tw_particles_spec *spec,
+                            tw_dyn_ops const **ops, void **self, tw_err *err);
+
+/* Cart-pole (Barto, Sutton & Anderson 1983; equations of Florian 2007 with
+ * frictionless joints): state [x, theta, x_dot, theta_dot], input force
+ * [N], params [cart mass, pole mass, pole half-length, gravity]. */
+TW_API int tw_sim_cartpole(tw_dyn_ops const **ops, void **self, tw_err *err);
+
+typedef enum tw_activation {
+  TW_ACT_NONE = 0,
+  TW_ACT_TANH = 1,
+  TW_ACT_RELU = 2,
+  TW_ACT_SIGMOID = 3,
+  TW_ACT_SOFTPLUS = 4
+} tw_activation;
+
+/* A multilayer perceptron as a stateless block: y = f_L(... f_1(u)) with
+ * f_i(z) = act_i(W_i z + b_i). sizes has nlayers + 1 entries (input size
+ * first). Params: for each layer, W_i (row-major [out, in]) then b_i.
+ * Default params: Glorot-uniform weights from a fixed seed, zero biases
+ * (deterministic). Its VJP runs the AD tape (ad.h). */
+TW_API int tw_sim_mlp_block(size_t nlayers, const size_t *sizes,
+                            const tw_activation *acts, uint64_t seed,
+                            const char *name, tw_block **out, tw_err *err);
+
+/* --- Rollouts and gradients ------------------------------------------ */
+
+/* A loss summed over steps. term writes the loss of step k, given
+ * x_next = x[k+1] and y = y[k], to *value and writes (=) its gradient with
+ * respect to x_next (nx values) and y (ny values); gx_next and gy are NULL
+ * when only the value is wanted (forward runs). With final_only, term is
+ * called for k = steps-1 only, which lets blocks with a hand-written VJP
+ * skip re-running their forward step in the reverse sweep. */
+typedef struct tw_loss {
+  int (*term)(void *ud, int64_t k, int64_t steps, const double *x_next,
+              const double *y, double *value, double *gx_next, double *gy,
+              tw_err *err);
+  bool final_only;
+  void *ud;
+} tw_loss;
+
+typedef struct tw_rollout_opts {
+  int64_t steps; /* T >= 1 */
+  double t0, dt; /* dt > 0 */
+  tw_ckpt_spec schedule;
+  double clip_norm;  /* > 0: scale the theta gradient to at most this norm */
+  bool check_finite; /* stop on NaN/Inf, naming block, phase, step */
+} tw_rollout_opts;
+
+typedef struct tw_rollout_stats {
+  double loss;
+  int64_t advance_steps;   /* plain forward steps, recomputation included */
+  int64_t reverse_steps;   /* step VJPs */
+  size_t checkpoint_bytes; /* memory of the schedule's slots */
+  double grad_norm;        /* norm of the theta gradient before clipping */
+  bool clipped;
+} tw_rollout_stats;
+
+/* Runs T steps from x0 with inputs u (T*nu values, row k = u[k]; NULL if
+ * nu == 0 or all zero). Writes x[T] to x_final (nx, may be NULL), the
+ * outputs to ys (T*ny, may be NULL) and, with a loss, its value to *loss
+ * (may be NULL). */
+TW_API int tw_sim_forward(tw_block *b, const tw_rollout_opts *o,
+                          const double *x0, const double *theta,
+                          const double *u, const tw_loss *loss, double *x_final,
+                          double *ys, double *loss_out, tw_err *err);
+
+/* The loss and its exact gradient with respect to theta (gtheta, ntheta,
+ * overwritten), and optionally x0 (gx0, nx) and u (gu, T*nu), by the
+ * discrete adjoint under o->schedule. stats may be NULL. */
+TW_API int tw_sim_grad(tw_block *b, const tw_rollout_opts *o, const double *x0,
+                       const double *theta, const double *u,
+                       const tw_loss *loss, double *gtheta, double *gx0,
+                       double *gu, tw_rollout_stats *stats, tw_err *err);
+
+TW_EXTERN_C_END
+
+#endif /* TWIN_SIM_H */

@@ -1,0 +1,95 @@
+/*
+ * block.c - the block handle: a vtable, its instance, a name and the
+ * description cached at creation.
+ *
+ * Invariant: desc's totals equal the sums of its port sizes (checked once
+ * here, so rollouts and graphs can trust them).
+ */
+#include <string.h>
+
+#include "twin/alloc.h"
+#include "twin/sim.h"
+
+struct tw_block {
+  const tw_block_ops *ops;
+  void *self;
+  char *name;
+  tw_block_desc desc;
+};
+
+static size_t port_total(const tw_port *p, size_t n) {
+  size_t s = 0;
+  for (size_t i = 0; i < n; i++)
+    s += p[i].size;
+  return s;
+}
+
+int tw_block_new(const tw_block_ops *ops, void *self, const char *name,
+                 tw_block **out, tw_err *err) {
+  if (ops == NULL || ops->describe == NULL || ops->step == NULL ||
+      ops->init == NULL) {
+    if (ops != NULL && ops->free != NULL)
+      ops->free(self);
+    return tw_err_set(err, TW_EINVAL, "block: incomplete operations table");
+  }
+  tw_block *b = tw_calloc(1, sizeof *b);
+  char *copy = tw_strdup(name != NULL ? name : ops->kind);
+  if (b == NULL || copy == NULL) {
+    tw_free(b);
+    tw_free(copy);
+    if (ops->free != NULL)
+      ops->free(self);
+    return tw_err_set(err, TW_ENOMEM, "block: out of memory");
+  }
+  b->ops = ops;
+  b->self = self;
+  b->name = copy;
+  ops->describe(self, &b->desc);
+  const tw_block_desc *d = &b->desc;
+  if (port_total(d->state, d->nstate) != d->nx ||
+      port_total(d->inputs, d->ninputs) != d->nu ||
+      port_total(d->outputs, d->noutputs) != d->ny ||
+      port_total(d->params, d->nparams) != d->ntheta) {
+    tw_block_free(b);
+    return tw_err_set(err, TW_EINTERNAL,
+                      "block '%s': its description's sizes do not add up",
+                      name != NULL ? name : ops->kind);
+  }
+  *out = b;
+  return TW_OK;
+}
+
+void tw_block_free(tw_block *b) {
+  if (b == NULL)
+    return;
+  if (b->ops->free != NULL)
+    b->ops->free(b->self);
+  tw_free(b->name);
+  tw_free(b);
+}
+
+const tw_block_desc *tw_block_describe(const tw_block *b) { return &b->desc; }
+const char *tw_block_name(const tw_block *b) { return b->name; }
+
+int tw_block_default_params(const tw_block *b, double *theta, tw_err *err) {
+  if (b->ops->default_params == NULL)
+    return tw_err_set(err, TW_ENOTSUP, "block '%s' has no default parameters",
+                      b->name);
+  b->ops->default_params(b->self, theta);
+  return TW_OK;
+}
+
+int tw_block_init(tw_block *b, const double *theta, double *x0, tw_err *err) {
+  return b->ops->init(b->self, theta, x0, err);
+}
+
+int tw_block_step(tw_block *b, const tw_step_args *a, tw_err *err) {
+  return b->ops->step(b->self, a, err);
+}
+
+int tw_block_step_vjp(tw_block *b, const tw_vjp_args *a, tw_err *err) {
+  if (b->ops->step_vjp == NULL || !b->desc.differentiable)
+    return tw_err_set(err, TW_ENOTSUP, "block '%s' (%s) is not differentiable",
+                      b->name, b->desc.kind);
+  return b->ops->step_vjp(b->self, a, err);
+}

@@ -1,0 +1,2 @@
+/* mlp.c - written next. */
+#include "twin/sim.h"
