@@ -33,6 +33,7 @@ typedef struct integ {
   tw_integrator method;
   double *scratch[S_N];
   double *gu_tmp; /* nu */
+  double *zeros;  /* nq zeros: gx_next when it is NULL */
 } integ;
 
 static void integ_free(void *p) {
@@ -44,6 +45,7 @@ static void integ_free(void *p) {
   for (int i = 0; i < S_N; i++)
     tw_free(s->scratch[i]);
   tw_free(s->gu_tmp);
+  tw_free(s->zeros);
   tw_free(s);
 }
 
@@ -161,27 +163,27 @@ static int integ_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
   size_t nq = s->dd.nq, nu = s->dd.nu;
   double h = a->dt, t = a->t;
   const double *q = a->x;
-  double *G = s->scratch[S_G];
   int rc = TW_OK;
 
-  /* The cotangent of the unprojected q[k+1]. */
-  if (a->gx_next != NULL)
-    memcpy(G, a->gx_next, nq * sizeof(double));
-  else
-    memset(G, 0, nq * sizeof(double));
+  /* The cotangent of the unprojected q[k+1]: gx_next itself unless a
+   * projection has to be undone (then a copy mapped through it). */
+  const double *G = a->gx_next != NULL ? a->gx_next : s->zeros;
   if (s->dyn->project != NULL) {
+    double *Gp = s->scratch[S_G];
+    memcpy(Gp, G, nq * sizeof(double));
     tw_step_args fa = {
         a->t, a->dt, a->k, a->x, a->u, a->theta, s->scratch[S_QPRE], NULL};
     rc = advance(s, &fa, s->scratch[S_QPRE], err);
     if (rc == TW_OK)
-      rc = s->dyn->project_vjp(s->dyn_self, s->scratch[S_QPRE], G, err);
+      rc = s->dyn->project_vjp(s->dyn_self, s->scratch[S_QPRE], Gp, err);
     if (rc != TW_OK)
       return rc;
+    G = Gp;
   }
 
-  /* gq accumulates in a scratch vector, copied to a->gx at the end, so a
-   * caller may pass gx == gx_next. */
-  double *gq = s->scratch[S_GS + 0];
+  /* gq accumulates straight into the caller's gx (which never aliases
+   * gx_next, per sim.h), or into scratch when gx is not wanted. */
+  double *gq = a->gx != NULL ? a->gx : s->scratch[S_GS];
   double *gu = a->gu != NULL && nu > 0 ? s->gu_tmp : NULL;
   if (gu != NULL)
     memset(gu, 0, nu * sizeof(double));
@@ -195,15 +197,16 @@ static int integ_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
     rc = dvjp(s, a, t, q, w, gq, gu, err);
     break;
   case TW_SEMI_IMPLICIT: {
+    /* w's first half (the cotangent of g's velocity half, unused by the
+     * scheme) stays zero from creation on. */
     size_t n = nq / 2;
-    const double *Gx = G, *Gv = G + n;
-    double *gx = gq, *gv = gq + n;
+    const double *restrict Gx = G, *restrict Gv = G + n;
+    double *restrict gx = gq, *restrict gv = gq + n, *restrict wa = w + n;
     for (size_t i = 0; i < n; i++) {
       double gvt = Gv[i] + h * Gx[i]; /* x' = x + h v' */
       gx[i] = Gx[i];
       gv[i] = gvt;
-      w[i] = 0;           /* g's velocity half is unused by the scheme */
-      w[n + i] = h * gvt; /* v' = v + h a */
+      wa[i] = h * gvt; /* v' = v + h a */
     }
     rc = dvjp(s, a, t, q, w, gq, gu, err);
     break;
@@ -270,8 +273,6 @@ static int integ_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
   if (a->gy != NULL) /* y[k] = q[k] */
     for (size_t i = 0; i < nq; i++)
       gq[i] += a->gy[i];
-  if (a->gx != NULL)
-    memcpy(a->gx, gq, nq * sizeof(double));
   if (gu != NULL)
     memcpy(a->gu, gu, nu * sizeof(double));
   else if (a->gu != NULL && nu > 0)
@@ -348,7 +349,9 @@ int tw_sim_integrated_block(const tw_dyn_ops *dyn, void *dyn_self,
       break;
   if (s->dd.nu > 0)
     s->gu_tmp = tw_calloc(s->dd.nu, sizeof(double));
-  if (s->scratch[S_N - 1] == NULL || (s->dd.nu > 0 && s->gu_tmp == NULL)) {
+  s->zeros = tw_calloc(nq, sizeof(double));
+  if (s->scratch[S_N - 1] == NULL || s->zeros == NULL ||
+      (s->dd.nu > 0 && s->gu_tmp == NULL)) {
     integ_free(s);
     return tw_err_set(err, TW_ENOMEM, "integrator: out of memory");
   }

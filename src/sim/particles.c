@@ -79,6 +79,7 @@ typedef struct particles {
   double *fs;        /* ns*dim scratch: each spring's force on end i */
   double *gs;        /* 2*ns*dim scratch: cotangents of each d and dv */
   double *sink;      /* 2*npos + nu + ntheta: stands in for NULL outputs */
+  bool chain;        /* 1-D chain topology: the fast path (see below) */
   tw_port state[2], inputs[2], params[5];
 } particles;
 
@@ -181,6 +182,37 @@ forward(const particles *P, unsigned dim, const double *restrict x,
   }
 }
 
+/* The chain fast path. A 1-D system whose spring s joins particle s-1 (the
+ * anchor for s = 0) to particle s, one spring per particle and no penalty
+ * contact - a rope, a cable, a lumped beam, benchmark B1 - needs no
+ * incidence lists: particle p feels -F_p and +F_{p+1}. These loops have no
+ * indirection, so the compiler vectorises them. They perform the same
+ * floating-point operations in the same order as the general kernels
+ * (f = force - F_p + F_{p+1}, then (f - drag v) / m + g), so results are
+ * bitwise identical to the general path. */
+static void chain_forward(const particles *P, const double *restrict x,
+                          const double *restrict v, const double *restrict act,
+                          const double *restrict fext,
+                          const double *restrict theta, double *restrict acc) {
+  const size_t n = P->n;
+  const double *restrict k = theta, *restrict L = theta + n;
+  const double *restrict c = theta + 2 * n, *restrict drag = theta + 3 * n;
+  const double g = theta[4 * n];
+  const double *restrict alpha = P->alpha, *restrict im = P->inv_mass;
+  double *restrict F = P->fs;
+  F[0] = k[0] * ((x[0] - P->anchor[0]) - L[0] * (1.0 + alpha[0] * act[0])) +
+         c[0] * v[0];
+  for (size_t s = 1; s < n; s++)
+    F[s] = k[s] * ((x[s] - x[s - 1]) - L[s] * (1.0 + alpha[s] * act[s])) +
+           c[s] * (v[s] - v[s - 1]);
+  for (size_t p = 0; p + 1 < n; p++)
+    acc[p] =
+        (((fext[p] + -1.0 * F[p]) + F[p + 1]) - drag[p] * v[p]) * im[p] + g;
+  acc[n - 1] =
+      ((fext[n - 1] + -1.0 * F[n - 1]) - drag[n - 1] * v[n - 1]) * im[n - 1] +
+      g;
+}
+
 static int particles_deriv(void *self, double t, const double *q,
                            const double *u, const double *theta, double *qdot,
                            tw_err *err) {
@@ -192,6 +224,10 @@ static int particles_deriv(void *self, double t, const double *q,
     u = P->zeros;
   memcpy(qdot, q + np, np * sizeof *qdot);
   const double *x = q, *v = q + np, *act = u, *fext = u + P->ns;
+  if (P->chain) {
+    chain_forward(P, x, v, act, fext, theta, qdot + np);
+    return TW_OK;
+  }
   switch (P->dim) {
   case 1:
     forward(P, 1, x, v, act, fext, theta, qdot + np);
@@ -338,6 +374,68 @@ reverse(const particles *P, unsigned dim, const double *restrict x,
   }
 }
 
+/* The chain fast path of reverse(): the same three passes with the
+ * incidence lists unrolled (particle p: spring p as end j, spring p+1 as
+ * end i), in the same order of operations. */
+static void chain_reverse(const particles *P, const double *restrict x,
+                          const double *restrict v, const double *restrict act,
+                          const double *restrict theta,
+                          const double *restrict wx, const double *restrict wa,
+                          double *restrict gx, double *restrict gv,
+                          double *restrict gact, double *restrict gforce,
+                          double *restrict gth) {
+  const size_t n = P->n;
+  const double *restrict k = theta, *restrict L = theta + n;
+  const double *restrict c = theta + 2 * n, *restrict drag = theta + 3 * n;
+  const double *restrict alpha = P->alpha, *restrict im = P->inv_mass;
+  double *restrict gf = P->gf, *restrict gd = P->gs, *restrict gdv = P->gs + n;
+  double *restrict gk = gth, *restrict gL = gth + n, *restrict gc = gth + 2 * n;
+  double *restrict gdrag = gth + 3 * n;
+  double ggsum = 0;
+  for (size_t p = 0; p < n; p++) {
+    double gfq = wa[p] * im[p];
+    gf[p] = gfq;
+    ggsum += wa[p];
+    gv[p] += wx[p] - drag[p] * gfq;
+    gdrag[p] -= gfq * v[p];
+  }
+  if (gforce != NULL)
+    for (size_t p = 0; p < n; p++)
+      gforce[p] += gf[p];
+  gth[4 * n] += ggsum;
+  /* Spring 0 (to the anchor) first, so the loop over the others has no
+   * branch and vectorises. */
+  {
+    double fac = 1.0 + alpha[0] * act[0], le = L[0] * fac;
+    double g = 0.0 - gf[0], ge = g * k[0];
+    gd[0] = ge;
+    gdv[0] = g * c[0];
+    gk[0] += g * ((x[0] - P->anchor[0]) - le);
+    gL[0] += -ge * fac;
+    gc[0] += g * v[0];
+    if (gact != NULL)
+      gact[0] += -ge * L[0] * alpha[0];
+  }
+  for (size_t s = 1; s < n; s++) {
+    double fac = 1.0 + alpha[s] * act[s], le = L[s] * fac;
+    double g = gf[s - 1] - gf[s], ge = g * k[s];
+    gd[s] = ge;
+    gdv[s] = g * c[s];
+    gk[s] += g * ((x[s] - x[s - 1]) - le);
+    gL[s] += -ge * fac;
+    gc[s] += g * (v[s] - v[s - 1]);
+  }
+  if (gact != NULL)
+    for (size_t s = 1; s < n; s++)
+      gact[s] += -(gf[s - 1] - gf[s]) * k[s] * L[s] * alpha[s];
+  for (size_t p = 0; p + 1 < n; p++) {
+    gx[p] += (0.0 + gd[p]) + -1.0 * gd[p + 1];
+    gv[p] += (0.0 + gdv[p]) + -1.0 * gdv[p + 1];
+  }
+  gx[n - 1] += 0.0 + gd[n - 1];
+  gv[n - 1] += 0.0 + gdv[n - 1];
+}
+
 static int particles_deriv_vjp(void *self, double t, const double *q,
                                const double *u, const double *theta,
                                const double *gqdot, double *gq, double *gu,
@@ -357,7 +455,7 @@ static int particles_deriv_vjp(void *self, double t, const double *q,
     gq = sink;
     memset(gq, 0, 2 * np * sizeof *gq);
   }
-  if (gu == NULL) {
+  if (gu == NULL && !P->chain) { /* the chain path skips gu instead */
     gu = sink + 2 * np;
     memset(gu, 0, P->nu * sizeof *gu);
   }
@@ -366,7 +464,12 @@ static int particles_deriv_vjp(void *self, double t, const double *q,
     memset(gtheta, 0, P->ntheta * sizeof *gtheta);
   }
   const double *x = q, *v = q + np, *wx = gqdot, *wa = gqdot + np;
-  double *gx = gq, *gv = gq + np, *gact = gu, *gforce = gu + P->ns;
+  double *gx = gq, *gv = gq + np;
+  double *gact = gu, *gforce = gu != NULL ? gu + P->ns : NULL;
+  if (P->chain) {
+    chain_reverse(P, x, v, u, theta, wx, wa, gx, gv, gact, gforce, gtheta);
+    return TW_OK;
+  }
   switch (P->dim) {
   case 1:
     reverse(P, 1, x, v, u, theta, wx, wa, gx, gv, gact, gforce, gtheta);
@@ -770,6 +873,9 @@ int tw_sim_particles(const tw_particles_spec *spec, tw_dyn_ops const **ops,
       P->inc[P->inc_start[P->ej[s] + 1]++] = 2 * s + 1;
   }
   copy_or_zero(P->alpha, spec->actuation_strength, ns);
+  P->chain = dim == 1 && ns == n && spec->contact != TW_CONTACT_PENALTY;
+  for (size_t s = 0; P->chain && s < ns; s++)
+    P->chain = P->ei[s] == (int32_t)s - 1 && P->ej[s] == (int32_t)s;
 
   double *th = P->theta0;
   copy_or_zero(th, spec->stiffness, ns);

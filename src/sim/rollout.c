@@ -70,8 +70,14 @@ static int work_alloc(work *w, const tw_block_desc *d, int64_t steps,
     n += 2 * nx + ny + nu;
   if (nslots > 0 && nx > (SIZE_MAX / sizeof(double) - n) / nslots)
     return tw_err_set(err, TW_EOVERFLOW, "rollout: too much memory");
+  /* Only the working vectors need zeros; the checkpoint slots (most of
+   * the memory with a store-all schedule) are always written before they
+   * are read, and zeroing them would cost as much as a forward pass. */
+  size_t nwork = n;
   n += (size_t)nslots * nx;
-  w->mem = tw_calloc(n ? n : 1, sizeof(double));
+  w->mem = tw_alloc((n ? n : 1) * sizeof(double));
+  if (w->mem != NULL)
+    memset(w->mem, 0, nwork * sizeof(double));
   if (w->mem == NULL)
     return tw_err_set(err, TW_ENOMEM,
                       "rollout: out of memory for %zu working values", n);
