@@ -22,6 +22,18 @@
 #define TW_NODISCARD
 #endif
 
+/* Marks a hot numeric kernel to be compiled for several x86-64 levels
+ * (AVX-512, AVX2, baseline) with the best chosen at load time, so one
+ * portable binary uses the machine's vector width. Results do not depend
+ * on the level chosen: C11 mode forbids contracting a*b+c into an FMA. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
+    !defined(__SANITIZE_ADDRESS__)
+#define TW_KERNEL_CLONES                                                       \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define TW_KERNEL_CLONES
+#endif
+
 #ifdef __cplusplus
 #define TW_EXTERN_C_BEGIN extern "C" {
 #define TW_EXTERN_C_END }

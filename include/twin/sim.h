@@ -73,9 +73,11 @@ typedef struct tw_vjp_args {
   int64_t k;
   const double *x, *u, *theta;
   const double *gx_next, *gy; /* cotangents of x[k+1], y[k]; NULL = zero */
-  double *gx, *gu; /* written (=); either may be NULL if unwanted; never
-                      alias the inputs */
-  double *gtheta;  /* accumulated (+=); NULL if unwanted */
+  double *gx, *gu;  /* written (=); either may be NULL if unwanted; never
+                       alias the inputs */
+  double *gtheta;   /* accumulated (+=); NULL if unwanted */
+  const bool *want; /* nparams flags: parameter ports whose gradient is
+                       needed (NULL = all); a block may skip the others */
 } tw_vjp_args;
 
 /* The vtable every block kind implements. */
@@ -139,10 +141,26 @@ typedef struct tw_dyn_ops {
   int (*deriv)(void *self, double t, const double *q, const double *u,
                const double *theta, double *qdot, tw_err *err);
   /* Accumulates (+=) gq = (dg/dq)^T w, gu = (dg/du)^T w,
-   * gtheta = (dg/dtheta)^T w for w = gqdot (each output may be NULL). */
+   * gtheta = (dg/dtheta)^T w for w = gqdot (each output may be NULL).
+   * want (nparams flags, NULL = all) names the parameter ports whose
+   * gradient is needed; the others may be skipped. */
   int (*deriv_vjp)(void *self, double t, const double *q, const double *u,
                    const double *theta, const double *gqdot, double *gq,
-                   double *gu, double *gtheta, tw_err *err);
+                   double *gu, double *gtheta, const bool *want, tw_err *err);
+  /* Optional fused kernel for semi-implicit Euler (may be NULL): one step
+   * q -> q_next. It must compute exactly what the integrator computes from
+   * deriv, to the bit; it exists because one pass over the arrays is much
+   * faster than the several a generic step takes. */
+  int (*step_semi_implicit)(void *self, double t, double h, const double *q,
+                            const double *u, const double *theta,
+                            double *q_next, tw_err *err);
+  /* Optional (may be NULL), its VJP: from the cotangent G of q_next, writes
+   * gq (=) and accumulates gu, gtheta (+=; either may be NULL), the same
+   * bits as the integrator's VJP through deriv_vjp. */
+  int (*step_semi_implicit_vjp)(void *self, double t, double h, const double *q,
+                                const double *u, const double *theta,
+                                const double *G, double *gq, double *gu,
+                                double *gtheta, const bool *want, tw_err *err);
   /* Optional (may be NULL): after each step, project q_next in place onto
    * the admissible set (ground contact by velocity projection). */
   int (*project)(void *self, double *q_next, tw_err *err);
@@ -273,6 +291,9 @@ typedef struct tw_rollout_opts {
   double t0, dt; /* dt > 0 */
   tw_ckpt_spec schedule;
   double clip_norm;  /* > 0: scale the theta gradient to at most this norm */
+  const bool *wrt;   /* nparams flags: differentiate with respect to these
+                        parameter ports only (NULL = all); the gradient of
+                        the others is reported as 0 */
   bool check_finite; /* stop on NaN/Inf, naming block, phase, step */
 } tw_rollout_opts;
 

@@ -101,6 +101,9 @@ static int advance(integ *s, const tw_step_args *a, double *q_next,
     return rc;
   }
   case TW_SEMI_IMPLICIT: {
+    if (s->dyn->step_semi_implicit != NULL)
+      return s->dyn->step_semi_implicit(s->dyn_self, t, h, q, a->u, a->theta,
+                                        q_next, err);
     size_t n = nq / 2;
     double *qd = s->scratch[S_QDOT];
     rc = s->dyn->deriv(s->dyn_self, t, q, a->u, a->theta, qd, err);
@@ -155,7 +158,7 @@ static int integ_step(void *p, const tw_step_args *a, tw_err *err) {
 static int dvjp(integ *s, const tw_vjp_args *a, double t, const double *q,
                 const double *w, double *gq, double *gu, tw_err *err) {
   return s->dyn->deriv_vjp(s->dyn_self, t, q, a->u, a->theta, w, gq, gu,
-                           a->gtheta, err);
+                           a->gtheta, a->want, err);
 }
 
 static int integ_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
@@ -197,6 +200,11 @@ static int integ_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
     rc = dvjp(s, a, t, q, w, gq, gu, err);
     break;
   case TW_SEMI_IMPLICIT: {
+    if (s->dyn->step_semi_implicit_vjp != NULL) {
+      rc = s->dyn->step_semi_implicit_vjp(s->dyn_self, t, h, q, a->u, a->theta,
+                                          G, gq, gu, a->gtheta, a->want, err);
+      break;
+    }
     /* w's first half (the cotangent of g's velocity half, unused by the
      * scheme) stays zero from creation on. */
     size_t n = nq / 2;

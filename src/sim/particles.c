@@ -190,27 +190,73 @@ forward(const particles *P, unsigned dim, const double *restrict x,
  * floating-point operations in the same order as the general kernels
  * (f = force - F_p + F_{p+1}, then (f - drag v) / m + g), so results are
  * bitwise identical to the general path. */
-static void chain_forward(const particles *P, const double *restrict x,
-                          const double *restrict v, const double *restrict act,
-                          const double *restrict fext,
-                          const double *restrict theta, double *restrict acc) {
+/* Spring forces of the chain into F (F[s] acts +on s-1, -on s). */
+PARTICLES_KERNEL void chain_forces(const particles *P, const double *restrict x,
+                                   const double *restrict v,
+                                   const double *restrict act,
+                                   const double *restrict theta,
+                                   double *restrict F) {
   const size_t n = P->n;
   const double *restrict k = theta, *restrict L = theta + n;
-  const double *restrict c = theta + 2 * n, *restrict drag = theta + 3 * n;
-  const double g = theta[4 * n];
-  const double *restrict alpha = P->alpha, *restrict im = P->inv_mass;
-  double *restrict F = P->fs;
+  const double *restrict c = theta + 2 * n, *restrict alpha = P->alpha;
   F[0] = k[0] * ((x[0] - P->anchor[0]) - L[0] * (1.0 + alpha[0] * act[0])) +
          c[0] * v[0];
   for (size_t s = 1; s < n; s++)
     F[s] = k[s] * ((x[s] - x[s - 1]) - L[s] * (1.0 + alpha[s] * act[s])) +
            c[s] * (v[s] - v[s - 1]);
+}
+
+/* Acceleration of particle p from the chain forces. */
+#define CHAIN_ACC(p, Fnext)                                                    \
+  ((((fext[p] + -1.0 * F[p]) + (Fnext)) - drag[p] * v[p]) * im[p] + g)
+
+TW_KERNEL_CLONES
+static void chain_forward(const particles *P, const double *restrict x,
+                          const double *restrict v, const double *restrict act,
+                          const double *restrict fext,
+                          const double *restrict theta, double *restrict acc) {
+  const size_t n = P->n;
+  const double *restrict drag = theta + 3 * n, *restrict im = P->inv_mass;
+  const double g = theta[4 * n];
+  double *restrict F = P->fs;
+  chain_forces(P, x, v, act, theta, F);
   for (size_t p = 0; p + 1 < n; p++)
-    acc[p] =
-        (((fext[p] + -1.0 * F[p]) + F[p + 1]) - drag[p] * v[p]) * im[p] + g;
-  acc[n - 1] =
-      ((fext[n - 1] + -1.0 * F[n - 1]) - drag[n - 1] * v[n - 1]) * im[n - 1] +
-      g;
+    acc[p] = CHAIN_ACC(p, F[p + 1]);
+  acc[n - 1] = CHAIN_ACC(n - 1, 0.0);
+}
+
+/* One semi-implicit Euler step of the chain, fused: v' = v + h a,
+ * x' = x + h v', the integrator's arithmetic exactly. */
+TW_KERNEL_CLONES
+static void chain_step(const particles *P, double h, const double *restrict x,
+                       const double *restrict v, const double *restrict act,
+                       const double *restrict fext,
+                       const double *restrict theta, double *restrict xn,
+                       double *restrict vn) {
+  const size_t n = P->n;
+  const double *restrict drag = theta + 3 * n, *restrict im = P->inv_mass;
+  const double g = theta[4 * n];
+  double *restrict F = P->fs;
+  chain_forces(P, x, v, act, theta, F);
+  for (size_t p = 0; p + 1 < n; p++) {
+    vn[p] = v[p] + h * CHAIN_ACC(p, F[p + 1]);
+    xn[p] = x[p] + h * vn[p];
+  }
+  vn[n - 1] = v[n - 1] + h * CHAIN_ACC(n - 1, 0.0);
+  xn[n - 1] = x[n - 1] + h * vn[n - 1];
+}
+
+static int particles_chain_step(void *self, double t, double h, const double *q,
+                                const double *u, const double *theta,
+                                double *q_next, tw_err *err) {
+  (void)t;
+  (void)err;
+  const particles *P = self;
+  const size_t n = P->n;
+  if (u == NULL)
+    u = P->zeros;
+  chain_step(P, h, q, q + n, u, u + n, theta, q_next, q_next + n);
+  return TW_OK;
 }
 
 static int particles_deriv(void *self, double t, const double *q,
@@ -377,69 +423,168 @@ reverse(const particles *P, unsigned dim, const double *restrict x,
 /* The chain fast path of reverse(): the same three passes with the
  * incidence lists unrolled (particle p: spring p as end j, spring p+1 as
  * end i), in the same order of operations. */
+/* The passes of the chain's reverse after the particle pass (which set gf
+ * and the parts of gv it owns): drag, force, gravity, springs and the
+ * spring-to-particle gather. ggsum is the sum of the acceleration
+ * cotangents (the gravity gradient). */
+PARTICLES_KERNEL void chain_reverse_rest(
+    const particles *P, const double *restrict x, const double *restrict v,
+    const double *restrict act, const double *restrict theta, double ggsum,
+    double *restrict gx, double *restrict gv, double *restrict gact,
+    double *restrict gforce, double *restrict gth, const bool *want) {
+  const size_t n = P->n;
+  const double *restrict k = theta, *restrict L = theta + n;
+  const double *restrict c = theta + 2 * n;
+  const double *restrict alpha = P->alpha;
+  const double *restrict gf = P->gf;
+  double *restrict gk = gth, *restrict gL = gth + n, *restrict gc = gth + 2 * n;
+  double *restrict gdrag = gth + 3 * n;
+  /* Ports: stiffness, rest_length, spring_damping, drag, gravity. */
+  const bool wk = want == NULL || want[0], wl = want == NULL || want[1];
+  const bool wc = want == NULL || want[2], wd = want == NULL || want[3];
+  const bool wg = want == NULL || want[4];
+  if (wd)
+    for (size_t p = 0; p < n; p++)
+      gdrag[p] -= gf[p] * v[p];
+  if (gforce != NULL)
+    for (size_t p = 0; p < n; p++)
+      gforce[p] += gf[p];
+  if (wg)
+    gth[4 * n] += ggsum;
+    /* The cotangent of spring s's force is g_s = gf[s-1] - gf[s] (gf[-1] = 0
+     * at the anchor). Its cotangents of d and dv, gd_s = g_s k_s and
+     * gdv_s = g_s c_s, reach particle p as gd_p - gd_{p+1}. Recomputing
+     * g_{p+1} instead of reading last iteration's result keeps the main loop
+     * free of loop-carried dependences, so it vectorises; the operations and
+     * their order are those of the general kernel. */
+#define CHAIN_G(s) ((s) > 0 ? gf[(s)-1] - gf[s] : 0.0 - gf[0])
+  {
+    double fac = 1.0 + alpha[0] * act[0], le = L[0] * fac;
+    double g = 0.0 - gf[0], ge = g * k[0];
+    if (wk)
+      gk[0] += g * ((x[0] - P->anchor[0]) - le);
+    if (wl)
+      gL[0] += -ge * fac;
+    if (wc)
+      gc[0] += g * v[0];
+    if (gact != NULL)
+      gact[0] += -ge * L[0] * alpha[0];
+  }
+  if (n > 1) {
+    double g0 = 0.0 - gf[0], g1 = gf[0] - gf[1];
+    gx[0] += (0.0 + g0 * k[0]) + -1.0 * (g1 * k[1]);
+    gv[0] += (0.0 + g0 * c[0]) + -1.0 * (g1 * c[1]);
+  }
+  for (size_t p = 1; p + 1 < n; p++) {
+    double g = gf[p - 1] - gf[p], gn = gf[p] - gf[p + 1];
+    if (wk)
+      gk[p] += g * ((x[p] - x[p - 1]) - L[p] * (1.0 + alpha[p] * act[p]));
+    gx[p] += (0.0 + g * k[p]) + -1.0 * (gn * k[p + 1]);
+    gv[p] += (0.0 + g * c[p]) + -1.0 * (gn * c[p + 1]);
+  }
+  {
+    size_t p = n - 1;
+    double g = CHAIN_G(p);
+    if (wk && p > 0)
+      gk[p] += g * ((x[p] - x[p - 1]) - L[p] * (1.0 + alpha[p] * act[p]));
+    gx[p] += 0.0 + g * k[p];
+    gv[p] += 0.0 + g * c[p];
+  }
+  if (wl)
+    for (size_t s = 1; s < n; s++)
+      gL[s] += -(CHAIN_G(s) * k[s]) * (1.0 + alpha[s] * act[s]);
+  if (wc)
+    for (size_t s = 1; s < n; s++)
+      gc[s] += CHAIN_G(s) * (v[s] - v[s - 1]);
+  if (gact != NULL)
+    for (size_t s = 1; s < n; s++)
+      gact[s] += -(CHAIN_G(s) * k[s]) * L[s] * alpha[s];
+#undef CHAIN_G
+}
+
+TW_KERNEL_CLONES
 static void chain_reverse(const particles *P, const double *restrict x,
                           const double *restrict v, const double *restrict act,
                           const double *restrict theta,
                           const double *restrict wx, const double *restrict wa,
                           double *restrict gx, double *restrict gv,
                           double *restrict gact, double *restrict gforce,
-                          double *restrict gth) {
+                          double *restrict gth, const bool *want) {
   const size_t n = P->n;
-  const double *restrict k = theta, *restrict L = theta + n;
-  const double *restrict c = theta + 2 * n, *restrict drag = theta + 3 * n;
-  const double *restrict alpha = P->alpha, *restrict im = P->inv_mass;
-  double *restrict gf = P->gf, *restrict gd = P->gs, *restrict gdv = P->gs + n;
-  double *restrict gk = gth, *restrict gL = gth + n, *restrict gc = gth + 2 * n;
-  double *restrict gdrag = gth + 3 * n;
-  double ggsum = 0;
+  const double *restrict drag = theta + 3 * n, *restrict im = P->inv_mass;
+  double *restrict gf = P->gf;
   for (size_t p = 0; p < n; p++) {
     double gfq = wa[p] * im[p];
     gf[p] = gfq;
-    ggsum += wa[p];
     gv[p] += wx[p] - drag[p] * gfq;
-    gdrag[p] -= gfq * v[p];
   }
-  if (gforce != NULL)
+  /* The gravity gradient is a sequential sum (fixed order, so it cannot
+   * vectorise): only when it is wanted. */
+  double ggsum = 0;
+  if (want == NULL || want[4])
     for (size_t p = 0; p < n; p++)
-      gforce[p] += gf[p];
-  gth[4 * n] += ggsum;
-  /* Spring 0 (to the anchor) first, so the loop over the others has no
-   * branch and vectorises. */
-  {
-    double fac = 1.0 + alpha[0] * act[0], le = L[0] * fac;
-    double g = 0.0 - gf[0], ge = g * k[0];
-    gd[0] = ge;
-    gdv[0] = g * c[0];
-    gk[0] += g * ((x[0] - P->anchor[0]) - le);
-    gL[0] += -ge * fac;
-    gc[0] += g * v[0];
-    if (gact != NULL)
-      gact[0] += -ge * L[0] * alpha[0];
+      ggsum += wa[p];
+  chain_reverse_rest(P, x, v, act, theta, ggsum, gx, gv, gact, gforce, gth,
+                     want);
+}
+
+/* The fused VJP of chain_step: the integrator's prologue (x' = x + h v',
+ * v' = v + h a) folded into the particle pass, then the same passes. The
+ * velocity half of g's cotangent is zero in the scheme, which the generic
+ * path adds explicitly: (0.0 - drag gf) keeps its bits. */
+TW_KERNEL_CLONES
+static void
+chain_step_reverse(const particles *P, double h, const double *restrict x,
+                   const double *restrict v, const double *restrict act,
+                   const double *restrict theta, const double *restrict Gx,
+                   const double *restrict Gv, double *restrict gx,
+                   double *restrict gv, double *restrict gact,
+                   double *restrict gforce, double *restrict gth,
+                   const bool *want) {
+  const size_t n = P->n;
+  const double *restrict drag = theta + 3 * n, *restrict im = P->inv_mass;
+  double *restrict gf = P->gf;
+  for (size_t p = 0; p < n; p++) {
+    double gvt = Gv[p] + h * Gx[p], wa = h * gvt, gfq = wa * im[p];
+    gx[p] = Gx[p];
+    gf[p] = gfq;
+    gv[p] = gvt + (0.0 - drag[p] * gfq);
   }
-  for (size_t s = 1; s < n; s++) {
-    double fac = 1.0 + alpha[s] * act[s], le = L[s] * fac;
-    double g = gf[s - 1] - gf[s], ge = g * k[s];
-    gd[s] = ge;
-    gdv[s] = g * c[s];
-    gk[s] += g * ((x[s] - x[s - 1]) - le);
-    gL[s] += -ge * fac;
-    gc[s] += g * (v[s] - v[s - 1]);
+  double ggsum = 0; /* sequential: only when wanted */
+  if (want == NULL || want[4])
+    for (size_t p = 0; p < n; p++)
+      ggsum += h * (Gv[p] + h * Gx[p]);
+  chain_reverse_rest(P, x, v, act, theta, ggsum, gx, gv, gact, gforce, gth,
+                     want);
+}
+
+static int particles_chain_step_vjp(void *self, double t, double h,
+                                    const double *q, const double *u,
+                                    const double *theta, const double *G,
+                                    double *gq, double *gu, double *gtheta,
+                                    const bool *want, tw_err *err) {
+  (void)t;
+  (void)err;
+  particles *P = self;
+  const size_t n = P->n;
+  if (u == NULL)
+    u = P->zeros;
+  double *sink = P->sink;
+  if (gq == NULL)
+    gq = sink;
+  if (gtheta == NULL) {
+    gtheta = sink + 2 * n + P->nu;
+    memset(gtheta, 0, P->ntheta * sizeof *gtheta);
   }
-  if (gact != NULL)
-    for (size_t s = 1; s < n; s++)
-      gact[s] += -(gf[s - 1] - gf[s]) * k[s] * L[s] * alpha[s];
-  for (size_t p = 0; p + 1 < n; p++) {
-    gx[p] += (0.0 + gd[p]) + -1.0 * gd[p + 1];
-    gv[p] += (0.0 + gdv[p]) + -1.0 * gdv[p + 1];
-  }
-  gx[n - 1] += 0.0 + gd[n - 1];
-  gv[n - 1] += 0.0 + gdv[n - 1];
+  chain_step_reverse(P, h, q, q + n, u, theta, G, G + n, gq, gq + n, gu,
+                     gu != NULL ? gu + n : NULL, gtheta, want);
+  return TW_OK;
 }
 
 static int particles_deriv_vjp(void *self, double t, const double *q,
                                const double *u, const double *theta,
                                const double *gqdot, double *gq, double *gu,
-                               double *gtheta, tw_err *err) {
+                               double *gtheta, const bool *want, tw_err *err) {
   (void)t;
   (void)err;
   particles *P = self;
@@ -467,7 +612,8 @@ static int particles_deriv_vjp(void *self, double t, const double *q,
   double *gx = gq, *gv = gq + np;
   double *gact = gu, *gforce = gu != NULL ? gu + P->ns : NULL;
   if (P->chain) {
-    chain_reverse(P, x, v, u, theta, wx, wa, gx, gv, gact, gforce, gtheta);
+    chain_reverse(P, x, v, u, theta, wx, wa, gx, gv, gact, gforce, gtheta,
+                  want);
     return TW_OK;
   }
   switch (P->dim) {
@@ -609,6 +755,19 @@ static const tw_dyn_ops particles_ops = {
     .deriv_vjp = particles_deriv_vjp,
     .project = NULL,
     .project_vjp = NULL,
+    .free = particles_free,
+};
+
+/* The chain topology adds the fused semi-implicit step. */
+static const tw_dyn_ops particles_chain_ops = {
+    .kind = "particles",
+    .describe = particles_describe,
+    .default_params = particles_default_params,
+    .init = particles_init,
+    .deriv = particles_deriv,
+    .deriv_vjp = particles_deriv_vjp,
+    .step_semi_implicit = particles_chain_step,
+    .step_semi_implicit_vjp = particles_chain_step_vjp,
     .free = particles_free,
 };
 
@@ -908,6 +1067,7 @@ int tw_sim_particles(const tw_particles_spec *spec, tw_dyn_ops const **ops,
   P->params[4] = (tw_port){"gravity", "m/s^2", dim};
 
   *ops = spec->contact == TW_CONTACT_PROJECTION ? &particles_projection_ops
+         : P->chain                             ? &particles_chain_ops
                                                 : &particles_ops;
   *self = P;
   return TW_OK;

@@ -203,7 +203,8 @@ static int reverse_step(tw_block *b, const tw_rollout_opts *o, work *w,
                    gy,
                    w->gx_term, /* the new carry; never aliases gx_next */
                    gu != NULL ? w->gu_row : NULL,
-                   gtheta};
+                   gtheta,
+                   o->wrt};
   int rc = tw_block_step_vjp(b, &a, err);
   double *t = w->gx;
   w->gx = w->gx_term;
@@ -284,6 +285,13 @@ int tw_sim_grad(tw_block *b, const tw_rollout_opts *o, const double *x0,
     case TW_CKPT_DONE:
       break;
     }
+  }
+  /* Ports outside wrt report 0, whatever a block left in them. */
+  size_t off = 0;
+  for (size_t p = 0; rc == TW_OK && o->wrt != NULL && p < d->nparams; p++) {
+    if (!o->wrt[p])
+      memset(acc + off, 0, d->params[p].size * sizeof(double));
+    off += d->params[p].size;
   }
   double norm = 0;
   for (size_t i = 0; rc == TW_OK && i < d->ntheta; i++)

@@ -146,7 +146,7 @@ static inline void dyn_check(const dyn_case *c) {
     memset(gu, 0, nu * sizeof *gu);
     memset(gth, 0, nt * sizeof *gth);
     assert_int_equal(
-        c->ops->deriv_vjp(c->self, 0.25, q, u, th, w, gq, gu, gth, &err),
+        c->ops->deriv_vjp(c->self, 0.25, q, u, th, w, gq, gu, gth, NULL, &err),
         TW_OK);
 
     /* 1. Finite differences along q, u, theta alone and together. */
@@ -186,7 +186,7 @@ static inline void dyn_check(const dyn_case *c) {
       assert_int_equal(c->ops->deriv_vjp(c->self, 0.25, q, u, th, w,
                                          only == 0 ? gq1 : NULL,
                                          only == 1 ? gu1 : NULL,
-                                         only == 2 ? gth1 : NULL, &err),
+                                         only == 2 ? gth1 : NULL, NULL, &err),
                        TW_OK);
       const double *got = only == 0 ? gq1 : only == 1 ? gu1 : gth1;
       const double *want = only == 0 ? gq : only == 1 ? gu : gth;
@@ -207,9 +207,9 @@ static inline void dyn_check(const dyn_case *c) {
       gu1[i] = 1.5;
     for (size_t i = 0; i < nt; i++)
       gth1[i] = 1.5;
-    assert_int_equal(
-        c->ops->deriv_vjp(c->self, 0.25, q, u, th, w, gq1, gu1, gth1, &err),
-        TW_OK);
+    assert_int_equal(c->ops->deriv_vjp(c->self, 0.25, q, u, th, w, gq1, gu1,
+                                       gth1, NULL, &err),
+                     TW_OK);
     for (size_t i = 0; i < nq + nu + nt; i++) {
       double got = i < nq        ? gq1[i]
                    : i < nq + nu ? gu1[i - nq]

@@ -111,7 +111,7 @@ static void vjp_matches_finite_differences(void **state) {
   tw_block_default_params(b, th, NULL);
   for (size_t i = 0; i < d->ntheta; i++)
     gth[i] = 0.25; /* the VJP must add to what is there */
-  tw_vjp_args v = {0, 0.01, 0, NULL, u, th, NULL, gy, NULL, gu, gth};
+  tw_vjp_args v = {0, 0.01, 0, NULL, u, th, NULL, gy, NULL, gu, gth, NULL};
   assert_int_equal(tw_block_step_vjp(b, &v, NULL), TW_OK);
   for (size_t i = 0; i < d->ntheta; i += 7) {
     double h = cbrt(DBL_EPSILON) * fmax(1, fabs(th[i]));
@@ -179,7 +179,7 @@ static int make_round(void) {
   tw_block_default_params(b, th, NULL);
   tw_step_args a = {0, 0.1, 0, NULL, u, th, NULL, y};
   rc = tw_block_step(b, &a, NULL);
-  tw_vjp_args v = {0, 0.1, 0, NULL, u, th, NULL, gy, NULL, gu, gth};
+  tw_vjp_args v = {0, 0.1, 0, NULL, u, th, NULL, gy, NULL, gu, gth, NULL};
   if (rc == TW_OK)
     rc = tw_block_step_vjp(b, &v, NULL);
   tw_block_free(b);

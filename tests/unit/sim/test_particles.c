@@ -733,7 +733,8 @@ static void test_coincident(void **state) {
     for (int i = 0; i < 18; i++)
       w[i] = 1.0 + i;
     assert_int_equal(
-        y.ops->deriv_vjp(y.self, 0, q, u, th, w, gq, gu, gth, &err), TW_OK);
+        y.ops->deriv_vjp(y.self, 0, q, u, th, w, gq, gu, gth, NULL, &err),
+        TW_OK);
     for (unsigned i = 0; i < 3 * dim; i++) {
       assert_true(gq[i] == 0);              /* positions */
       assert_true(gq[3 * dim + i] == w[i]); /* velocities: xdot = v */

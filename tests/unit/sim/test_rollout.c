@@ -60,7 +60,8 @@ static int osc_deriv(void *self, double t, const double *q, const double *u,
 }
 static int osc_vjp(void *self, double t, const double *q, const double *u,
                    const double *th, const double *w, double *gq, double *gu,
-                   double *gth, tw_err *err) {
+                   double *gth, const bool *want, tw_err *err) {
+  (void)want;
   (void)self;
   (void)t;
   (void)u;
@@ -81,9 +82,13 @@ static int osc_vjp(void *self, double t, const double *q, const double *u,
 }
 static void osc_free(void *self) { tw_free(self); }
 
-static const tw_dyn_ops osc_ops = {"oscillator", osc_describe, osc_defaults,
-                                   osc_init,     osc_deriv,    osc_vjp,
-                                   NULL,         NULL,         osc_free};
+static const tw_dyn_ops osc_ops = {.kind = "oscillator",
+                                   .describe = osc_describe,
+                                   .default_params = osc_defaults,
+                                   .init = osc_init,
+                                   .deriv = osc_deriv,
+                                   .deriv_vjp = osc_vjp,
+                                   .free = osc_free};
 
 static tw_block *make_osc(tw_integrator m) {
   tw_block *b = NULL;
