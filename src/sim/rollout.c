@@ -289,7 +289,7 @@ int tw_sim_grad(tw_block *b, const tw_rollout_opts *o, const double *x0,
   /* Ports outside wrt report 0, whatever a block left in them. */
   size_t off = 0;
   for (size_t p = 0; rc == TW_OK && o->wrt != NULL && p < d->nparams; p++) {
-    if (!o->wrt[p])
+    if (!o->wrt[p] && acc != NULL)
       memset(acc + off, 0, d->params[p].size * sizeof(double));
     off += d->params[p].size;
   }

@@ -7,8 +7,8 @@
  * k_i = 100 + 10 cos(0.3 i) with rest length 1 joining mass i-1 (or the
  * wall) and mass i, drag 0.5 on every mass, semi-implicit Euler with
  * dt = 1e-3 for T steps, loss 1/2 sum (x_T,i - (i+1))^2, gradient with
- * respect to every k_i (and only them, as the peers compute it). Timings are the median of --repeat runs after one
- * warm-up run.
+ * respect to every k_i (and only them, as the peers compute it). Timings are
+ * the median of --repeat runs after one warm-up run.
  */
 #include <math.h>
 #include <stdlib.h>
