@@ -222,4 +222,18 @@ static void ad_check(const ad_case *c, uint64_t seed) {
   }
 }
 
+/* For bad-input tests, with locals t (the tape), err and out in scope:
+ * expects call to fail with code and exactly text, leaving out untouched
+ * and the tape without new nodes. */
+#define EXPECT_ERR(call, code, text)                                           \
+  do {                                                                         \
+    size_t nodes_ = tw_tape_nodes(t);                                          \
+    out = NULL;                                                                \
+    tw_err_init(&err);                                                         \
+    assert_int_equal((call), (code));                                          \
+    assert_string_equal(err.msg, (text));                                      \
+    assert_null(out);                                                          \
+    assert_int_equal(tw_tape_nodes(t), nodes_);                                \
+  } while (0)
+
 #endif /* TW_AD_CHECK_H */

@@ -161,19 +161,6 @@ static void values_and_gradients_are_exact(void **state) {
   tw_tape_free(t);
 }
 
-/* Expects call to fail with code and exactly text, leaving out untouched
- * and the tape without new nodes. */
-#define EXPECT_ERR(call, code, text)                                           \
-  do {                                                                         \
-    size_t nodes_ = tw_tape_nodes(t);                                          \
-    out = NULL;                                                                \
-    tw_err_init(&err);                                                         \
-    assert_int_equal((call), (code));                                          \
-    assert_string_equal(err.msg, (text));                                      \
-    assert_null(out);                                                          \
-    assert_int_equal(tw_tape_nodes(t), nodes_);                                \
-  } while (0)
-
 static void bad_inputs_are_refused(void **state) {
   (void)state;
   tw_tape *t;
