@@ -62,7 +62,8 @@ typedef struct tw_block_desc {
 typedef struct tw_step_args {
   double t, dt;
   int64_t k;
-  const double *x, *u, *theta; /* nx, nu, ntheta values */
+  const double *x, *u, *theta; /* nx, nu, ntheta values; u may be NULL,
+                                  meaning all inputs are 0 */
   double *x_next;              /* nx values (written) */
   double *y; /* ny values (written), or NULL when the caller needs no
                 outputs (a rollout's plain forward sweep) */
@@ -71,8 +72,8 @@ typedef struct tw_step_args {
 typedef struct tw_vjp_args {
   double t, dt;
   int64_t k;
-  const double *x, *u, *theta;
-  const double *gx_next, *gy; /* cotangents of x[k+1], y[k]; NULL = zero */
+  const double *x, *u, *theta; /* u may be NULL: all inputs 0 */
+  const double *gx_next, *gy;  /* cotangents of x[k+1], y[k]; NULL = zero */
   double *gx, *gu;  /* written (=); either may be NULL if unwanted; never
                        alias the inputs */
   double *gtheta;   /* accumulated (+=); NULL if unwanted */
@@ -137,7 +138,8 @@ typedef struct tw_dyn_ops {
   /* Default theta and the initial q for theta. */
   void (*default_params)(const void *self, double *theta);
   int (*init)(void *self, const double *theta, double *q0, tw_err *err);
-  /* qdot = g(q, u, theta, t). */
+  /* qdot = g(q, u, theta, t); u may be NULL (all inputs 0), here and in
+   * the other functions taking u. */
   int (*deriv)(void *self, double t, const double *q, const double *u,
                const double *theta, double *qdot, tw_err *err);
   /* Accumulates (+=) gq = (dg/dq)^T w, gu = (dg/du)^T w,

@@ -31,6 +31,7 @@ typedef struct mlp {
   tw_tape *tape;
   double *gtheta_scratch; /* when the caller wants no theta gradient */
   double *gu_scratch;     /* sizes[0] */
+  double *zero_u;         /* sizes[0] zeros, the input when u is NULL */
 } mlp;
 
 static void mlp_free(void *p) {
@@ -42,6 +43,7 @@ static void mlp_free(void *p) {
   tw_free(m->names);
   tw_free(m->gtheta_scratch);
   tw_free(m->gu_scratch);
+  tw_free(m->zero_u);
   tw_free(m);
 }
 
@@ -123,6 +125,8 @@ static int mlp_run(mlp *m, const double *u, const double *theta, double *gtheta,
   tw_tape *t = m->tape;
   tw_tensor *h;
   size_t in_shape[1] = {m->sizes[0]};
+  if (u == NULL)
+    u = m->zero_u; /* no inputs given: all zero */
   int rc = tw_tensor_wrap(t, TW_F64, 1, in_shape, unconst(u), gu, &h, err);
   size_t off = 0;
   for (size_t l = 0; rc == TW_OK && l < m->nlayers; l++) {
@@ -234,9 +238,10 @@ int tw_sim_mlp_block(size_t nlayers, const size_t *sizes,
   m->names = tw_calloc(2 * nlayers, sizeof *m->names);
   m->gtheta_scratch = tw_calloc(ntheta, sizeof(double));
   m->gu_scratch = tw_calloc(sizes[0], sizeof(double));
+  m->zero_u = tw_calloc(sizes[0], sizeof(double));
   int rc = TW_OK;
   if (m->params == NULL || m->names == NULL || m->gtheta_scratch == NULL ||
-      m->gu_scratch == NULL)
+      m->gu_scratch == NULL || m->zero_u == NULL)
     rc = tw_err_set(err, TW_ENOMEM, "mlp: out of memory");
   if (rc == TW_OK)
     rc = tw_tape_new(0, &m->tape, err);

@@ -80,6 +80,7 @@ typedef struct particles {
   double *gs;        /* 2*ns*dim scratch: cotangents of each d and dv */
   double *sink;      /* 2*npos + nu + ntheta: stands in for NULL outputs */
   bool chain;        /* 1-D chain topology: the fast path (see below) */
+  bool has_alpha;    /* some actuation strength is non-zero */
   tw_port state[2], inputs[2], params[5];
 } particles;
 
@@ -191,59 +192,88 @@ forward(const particles *P, unsigned dim, const double *restrict x,
  * (f = force - F_p + F_{p+1}, then (f - drag v) / m + g), so results are
  * bitwise identical to the general path. */
 /* Spring forces of the chain into F (F[s] acts +on s-1, -on s). */
+/* Spring forces of the chain into F (F[s] acts +on s-1, -on s). With
+ * use_act false the actuation term is left out: exact when every actuation
+ * strength is 0 (L (1 + 0 act) == L for finite act). */
 PARTICLES_KERNEL void chain_forces(const particles *P, const double *restrict x,
                                    const double *restrict v,
                                    const double *restrict act,
                                    const double *restrict theta,
-                                   double *restrict F) {
+                                   double *restrict F, bool use_act) {
   const size_t n = P->n;
   const double *restrict k = theta, *restrict L = theta + n;
   const double *restrict c = theta + 2 * n, *restrict alpha = P->alpha;
-  F[0] = k[0] * ((x[0] - P->anchor[0]) - L[0] * (1.0 + alpha[0] * act[0])) +
-         c[0] * v[0];
+#define CHAIN_LE(s) (use_act ? L[s] * (1.0 + alpha[s] * act[s]) : L[s])
+  F[0] = k[0] * ((x[0] - P->anchor[0]) - CHAIN_LE(0)) + c[0] * v[0];
   for (size_t s = 1; s < n; s++)
-    F[s] = k[s] * ((x[s] - x[s - 1]) - L[s] * (1.0 + alpha[s] * act[s])) +
-           c[s] * (v[s] - v[s - 1]);
+    F[s] = k[s] * ((x[s] - x[s - 1]) - CHAIN_LE(s)) + c[s] * (v[s] - v[s - 1]);
+#undef CHAIN_LE
 }
 
-/* Acceleration of particle p from the chain forces. */
+/* Acceleration of particle p from the chain forces; with use_fext false the
+ * external force is the constant 0.0 (the same bits as a loaded zero). */
 #define CHAIN_ACC(p, Fnext)                                                    \
-  ((((fext[p] + -1.0 * F[p]) + (Fnext)) - drag[p] * v[p]) * im[p] + g)
+  (((((use_fext ? fext[p] : 0.0) + -1.0 * F[p]) + (Fnext)) - drag[p] * v[p]) * \
+       im[p] +                                                                 \
+   g)
+
+PARTICLES_KERNEL void
+chain_forward_core(const particles *P, const double *restrict x,
+                   const double *restrict v, const double *restrict act,
+                   const double *restrict fext, const double *restrict theta,
+                   double *restrict acc, bool use_act, bool use_fext) {
+  const size_t n = P->n;
+  const double *restrict drag = theta + 3 * n, *restrict im = P->inv_mass;
+  const double g = theta[4 * n];
+  double *restrict F = P->fs;
+  chain_forces(P, x, v, act, theta, F, use_act);
+  for (size_t p = 0; p + 1 < n; p++)
+    acc[p] = CHAIN_ACC(p, F[p + 1]);
+  acc[n - 1] = CHAIN_ACC(n - 1, 0.0);
+}
 
 TW_KERNEL_CLONES
 static void chain_forward(const particles *P, const double *restrict x,
                           const double *restrict v, const double *restrict act,
                           const double *restrict fext,
                           const double *restrict theta, double *restrict acc) {
-  const size_t n = P->n;
-  const double *restrict drag = theta + 3 * n, *restrict im = P->inv_mass;
-  const double g = theta[4 * n];
-  double *restrict F = P->fs;
-  chain_forces(P, x, v, act, theta, F);
-  for (size_t p = 0; p + 1 < n; p++)
-    acc[p] = CHAIN_ACC(p, F[p + 1]);
-  acc[n - 1] = CHAIN_ACC(n - 1, 0.0);
+  chain_forward_core(P, x, v, act, fext, theta, acc, true, true);
 }
 
 /* One semi-implicit Euler step of the chain, fused: v' = v + h a,
  * x' = x + h v', the integrator's arithmetic exactly. */
-TW_KERNEL_CLONES
-static void chain_step(const particles *P, double h, const double *restrict x,
-                       const double *restrict v, const double *restrict act,
-                       const double *restrict fext,
-                       const double *restrict theta, double *restrict xn,
-                       double *restrict vn) {
+PARTICLES_KERNEL void
+chain_step_core(const particles *P, double h, const double *restrict x,
+                const double *restrict v, const double *restrict act,
+                const double *restrict fext, const double *restrict theta,
+                double *restrict xn, double *restrict vn, bool use_act,
+                bool use_fext) {
   const size_t n = P->n;
   const double *restrict drag = theta + 3 * n, *restrict im = P->inv_mass;
   const double g = theta[4 * n];
   double *restrict F = P->fs;
-  chain_forces(P, x, v, act, theta, F);
+  chain_forces(P, x, v, act, theta, F, use_act);
   for (size_t p = 0; p + 1 < n; p++) {
     vn[p] = v[p] + h * CHAIN_ACC(p, F[p + 1]);
     xn[p] = x[p] + h * vn[p];
   }
   vn[n - 1] = v[n - 1] + h * CHAIN_ACC(n - 1, 0.0);
   xn[n - 1] = x[n - 1] + h * vn[n - 1];
+}
+
+/* Dispatches to a core specialised for what the inputs can hold: u NULL
+ * means no actuation and no external force. */
+TW_KERNEL_CLONES
+static void chain_step(const particles *P, double h, const double *restrict x,
+                       const double *restrict v, const double *restrict u,
+                       const double *restrict theta, double *restrict xn,
+                       double *restrict vn) {
+  if (u == NULL)
+    chain_step_core(P, h, x, v, NULL, NULL, theta, xn, vn, false, false);
+  else if (!P->has_alpha)
+    chain_step_core(P, h, x, v, u, u + P->n, theta, xn, vn, false, true);
+  else
+    chain_step_core(P, h, x, v, u, u + P->n, theta, xn, vn, true, true);
 }
 
 static int particles_chain_step(void *self, double t, double h, const double *q,
@@ -253,9 +283,7 @@ static int particles_chain_step(void *self, double t, double h, const double *q,
   (void)err;
   const particles *P = self;
   const size_t n = P->n;
-  if (u == NULL)
-    u = P->zeros;
-  chain_step(P, h, q, q + n, u, u + n, theta, q_next, q_next + n);
+  chain_step(P, h, q, q + n, u, theta, q_next, q_next + n);
   return TW_OK;
 }
 
@@ -427,11 +455,13 @@ reverse(const particles *P, unsigned dim, const double *restrict x,
  * and the parts of gv it owns): drag, force, gravity, springs and the
  * spring-to-particle gather. ggsum is the sum of the acceleration
  * cotangents (the gravity gradient). */
-PARTICLES_KERNEL void chain_reverse_rest(
-    const particles *P, const double *restrict x, const double *restrict v,
-    const double *restrict act, const double *restrict theta, double ggsum,
-    double *restrict gx, double *restrict gv, double *restrict gact,
-    double *restrict gforce, double *restrict gth, const bool *want) {
+PARTICLES_KERNEL void
+chain_reverse_rest(const particles *P, const double *restrict x,
+                   const double *restrict v, const double *restrict act,
+                   const double *restrict theta, double ggsum,
+                   double *restrict gx, double *restrict gv,
+                   double *restrict gact, double *restrict gforce,
+                   double *restrict gth, const bool *want, bool use_act) {
   const size_t n = P->n;
   const double *restrict k = theta, *restrict L = theta + n;
   const double *restrict c = theta + 2 * n;
@@ -478,7 +508,8 @@ PARTICLES_KERNEL void chain_reverse_rest(
   for (size_t p = 1; p + 1 < n; p++) {
     double g = gf[p - 1] - gf[p], gn = gf[p] - gf[p + 1];
     if (wk)
-      gk[p] += g * ((x[p] - x[p - 1]) - L[p] * (1.0 + alpha[p] * act[p]));
+      gk[p] += g * ((x[p] - x[p - 1]) -
+                    (use_act ? L[p] * (1.0 + alpha[p] * act[p]) : L[p]));
     gx[p] += (0.0 + g * k[p]) + -1.0 * (gn * k[p + 1]);
     gv[p] += (0.0 + g * c[p]) + -1.0 * (gn * c[p + 1]);
   }
@@ -486,7 +517,8 @@ PARTICLES_KERNEL void chain_reverse_rest(
     size_t p = n - 1;
     double g = CHAIN_G(p);
     if (wk && p > 0)
-      gk[p] += g * ((x[p] - x[p - 1]) - L[p] * (1.0 + alpha[p] * act[p]));
+      gk[p] += g * ((x[p] - x[p - 1]) -
+                    (use_act ? L[p] * (1.0 + alpha[p] * act[p]) : L[p]));
     gx[p] += 0.0 + g * k[p];
     gv[p] += 0.0 + g * c[p];
   }
@@ -525,7 +557,7 @@ static void chain_reverse(const particles *P, const double *restrict x,
     for (size_t p = 0; p < n; p++)
       ggsum += wa[p];
   chain_reverse_rest(P, x, v, act, theta, ggsum, gx, gv, gact, gforce, gth,
-                     want);
+                     want, true);
 }
 
 /* The fused VJP of chain_step: the integrator's prologue (x' = x + h v',
@@ -554,8 +586,13 @@ chain_step_reverse(const particles *P, double h, const double *restrict x,
   if (want == NULL || want[4])
     for (size_t p = 0; p < n; p++)
       ggsum += h * (Gv[p] + h * Gx[p]);
-  chain_reverse_rest(P, x, v, act, theta, ggsum, gx, gv, gact, gforce, gth,
-                     want);
+  /* Without actuation strength the actuation terms are exact no-ops. */
+  if (P->has_alpha)
+    chain_reverse_rest(P, x, v, act, theta, ggsum, gx, gv, gact, gforce, gth,
+                       want, true);
+  else
+    chain_reverse_rest(P, x, v, act, theta, ggsum, gx, gv, gact, gforce, gth,
+                       want, false);
 }
 
 static int particles_chain_step_vjp(void *self, double t, double h,
@@ -1032,6 +1069,8 @@ int tw_sim_particles(const tw_particles_spec *spec, tw_dyn_ops const **ops,
       P->inc[P->inc_start[P->ej[s] + 1]++] = 2 * s + 1;
   }
   copy_or_zero(P->alpha, spec->actuation_strength, ns);
+  for (size_t s = 0; s < ns; s++)
+    P->has_alpha = P->has_alpha || P->alpha[s] != 0;
   P->chain = dim == 1 && ns == n && spec->contact != TW_CONTACT_PENALTY;
   for (size_t s = 0; P->chain && s < ns; s++)
     P->chain = P->ei[s] == (int32_t)s - 1 && P->ej[s] == (int32_t)s;

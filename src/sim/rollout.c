@@ -54,7 +54,10 @@ static int check_vec(const tw_block *b, const char *phase, const char *what,
 
 /* Working memory of one rollout, one allocation. */
 typedef struct work {
-  double *cur, *next, *y, *zero_u;
+  double *buf[2]; /* the two owned state vectors */
+  double *cur;    /* the current state: a buf, or a slot after RESTORE */
+  double *next;   /* where the next step writes: the buf cur is not */
+  double *y;
   double *gx, *gx_term, *gy, *gu_row;
   double *terms; /* loss term per step */
   double *slots;
@@ -65,7 +68,7 @@ static int work_alloc(work *w, const tw_block_desc *d, int64_t steps,
                       uint32_t nslots, bool grad, tw_err *err) {
   memset(w, 0, sizeof *w);
   size_t nx = d->nx, ny = d->ny, nu = d->nu;
-  size_t n = 2 * nx + ny + nu + (size_t)steps;
+  size_t n = 2 * nx + ny + (size_t)steps;
   if (grad)
     n += 2 * nx + ny + nu;
   if (nslots > 0 && nx > (SIZE_MAX / sizeof(double) - n) / nslots)
@@ -82,10 +85,9 @@ static int work_alloc(work *w, const tw_block_desc *d, int64_t steps,
     return tw_err_set(err, TW_ENOMEM,
                       "rollout: out of memory for %zu working values", n);
   double *p = w->mem;
-  w->cur = p, p += nx;
-  w->next = p, p += nx;
+  w->buf[0] = w->cur = p, p += nx;
+  w->buf[1] = w->next = p, p += nx;
   w->y = p, p += ny;
-  w->zero_u = p, p += nu;
   w->terms = p, p += (size_t)steps;
   if (grad) {
     w->gx = p, p += nx;
@@ -97,9 +99,10 @@ static int work_alloc(work *w, const tw_block_desc *d, int64_t steps,
   return TW_OK;
 }
 
-static const double *u_row(const work *w, const double *u, size_t nu,
-                           int64_t k) {
-  return u != NULL ? u + (size_t)k * nu : w->zero_u;
+/* Row k of the inputs, or NULL (all zero) when none were given: blocks
+ * can then skip the input terms altogether. */
+static const double *u_row(const double *u, size_t nu, int64_t k) {
+  return u != NULL && nu > 0 ? u + (size_t)k * nu : NULL;
 }
 
 /* Sums loss terms in step order. */
@@ -115,6 +118,12 @@ static bool has_term(const tw_loss *loss, int64_t k, int64_t steps) {
          (!loss->final_only || k == steps - 1);
 }
 
+/* Points next at the owned buffer that cur is not, so a step never writes
+ * into a checkpoint slot that cur may alias. */
+static void set_next(work *w) {
+  w->next = w->cur == w->buf[0] ? w->buf[1] : w->buf[0];
+}
+
 /* One plain step from w->cur into w->next (outputs into w->y if wanted). */
 static int plain_step(tw_block *b, const tw_rollout_opts *o, work *w,
                       const double *theta, const double *u, int64_t k,
@@ -122,7 +131,7 @@ static int plain_step(tw_block *b, const tw_rollout_opts *o, work *w,
   const tw_block_desc *d = tw_block_describe(b);
   tw_step_args a = {
       o->t0 + (double)k * o->dt, o->dt, k,       w->cur,
-      u_row(w, u, d->nu, k),     theta, w->next, want_y ? w->y : NULL};
+      u_row(u, d->nu, k),        theta, w->next, want_y ? w->y : NULL};
   int rc = tw_block_step(b, &a, err);
   if (rc == TW_OK && o->check_finite) {
     rc = check_vec(b, "forward", "x_next", k, w->next, d->nx, err);
@@ -178,6 +187,7 @@ static int reverse_step(tw_block *b, const tw_rollout_opts *o, work *w,
   bool term = has_term(loss, k, o->steps);
   const double *gy = NULL;
   if (term) {
+    set_next(w);
     int rc = plain_step(b, o, w, theta, u, k, true, err);
     if (rc != TW_OK)
       return rc;
@@ -197,7 +207,7 @@ static int reverse_step(tw_block *b, const tw_rollout_opts *o, work *w,
                    o->dt,
                    k,
                    w->cur,
-                   u_row(w, u, d->nu, k),
+                   u_row(u, d->nu, k),
                    theta,
                    w->gx,
                    gy,
@@ -265,18 +275,20 @@ int tw_sim_grad(tw_block *b, const tw_rollout_opts *o, const double *x0,
     switch (act.op) {
     case TW_CKPT_ADVANCE:
       for (int64_t k = act.step; k < act.to && rc == TW_OK; k++) {
+        set_next(&w);
         rc = plain_step(b, o, &w, theta, u, k, false, err);
-        double *t = w.cur;
         w.cur = w.next;
-        w.next = t;
         advanced++;
       }
       break;
     case TW_CKPT_STORE:
-      memcpy(slot, w.cur, d->nx * sizeof(double));
+      if (slot != w.cur)
+        memcpy(slot, w.cur, d->nx * sizeof(double));
       break;
     case TW_CKPT_RESTORE:
-      memcpy(w.cur, slot, d->nx * sizeof(double));
+      /* No copy: the state is read in place; the next step writes into an
+       * owned buffer (set_next). */
+      w.cur = slot;
       break;
     case TW_CKPT_REVERSE:
       rc = reverse_step(b, o, &w, theta, u, loss, act.step, acc, gu, err);

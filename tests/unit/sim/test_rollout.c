@@ -55,7 +55,8 @@ static int osc_deriv(void *self, double t, const double *q, const double *u,
   (void)t;
   (void)err;
   qd[0] = q[1];
-  qd[1] = -th[0] * q[0] - th[1] * q[1] + u[0] + th[2] * q[0] * q[0] * q[0];
+  double f = u != NULL ? u[0] : 0.0;
+  qd[1] = -th[0] * q[0] - th[1] * q[1] + f + th[2] * q[0] * q[0] * q[0];
   return TW_OK;
 }
 static int osc_vjp(void *self, double t, const double *q, const double *u,
