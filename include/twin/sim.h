@@ -272,6 +272,61 @@ TW_API int tw_sim_mlp_block(size_t nlayers, const size_t *sizes,
                             const tw_activation *acts, uint64_t seed,
                             const char *name, tw_block **out, tw_err *err);
 
+/* --- DiffTaichi's mass-spring update --------------------------------- */
+
+/* A discrete 2-D mass-spring block that reproduces the update of
+ * DiffTaichi's examples (taichi-dev/difftaichi, mass_spring_simple.py and
+ * mass_spring.py without time of impact) as bench/ad/SPEC.md states it for
+ * benchmarks B2 and B3. It is a block, not dynamics for an integrator,
+ * because its projections sit between the velocity and the position
+ * update. One step from (x, v), actuation act and dt:
+ *
+ *   per spring s = (a, b):  d = x_a - x_b,  len = |d| + length_eps,
+ *       L = rest_s * (1 + alpha_s * act_s),
+ *       F = ((len - L) * k_s) * d / len;  force_a -= F,  force_b += F
+ *   per mass:  v' = exp(-dt * damping) * v + dt * (force / m + gravity)
+ *       ground (if enabled): if x.y - ground_height < 0 and v'.y < 0,
+ *           v' = (0, 0)                     (the OLD position is tested)
+ *       x' = x + dt * v'
+ *       wall (if enabled): if x'.x > wall_x and v'.x > 0, v'.y moves toward
+ *           0 by min(|v'.y|, wall_friction * v'.x), then v'.x = 0
+ *           (the NEW position is tested; x' keeps the velocity before it)
+ *
+ * Forces are summed over the a-ends in spring order, then the b-ends.
+ * State [position (2n), velocity (2n)] (m, m/s), input actuation[nsprings]
+ * (dimensionless), no outputs. Parameters, in this order: rest_length
+ * [nsprings] (m), stiffness[nsprings] (N/m), damping[1] (1/s), gravity[2]
+ * (m/s^2); their defaults come from the spec. The VJP is hand-written and
+ * exact for this scheme with the projections' active set (which masses
+ * touch the ground or the wall, and the friction case) held fixed, as for
+ * TW_CONTACT_PROJECTION: a component a projection sets to a constant passes
+ * no gradient to its pre-projection value. */
+typedef struct tw_mass_spring_spec {
+  size_t n;               /* masses, >= 1 */
+  const double *mass;     /* n, > 0 */
+  const double *position; /* 2n initial positions (x, y per mass) */
+  const double *velocity; /* 2n initial velocities, NULL = 0 */
+  size_t nsprings;
+  const int32_t *spring_a, *spring_b; /* nsprings mass indices, a != b */
+  const double *rest_length;          /* nsprings, NULL = initial |d| */
+  const double *stiffness;            /* nsprings, >= 0 */
+  const double *actuation_strength;   /* alpha: nsprings, NULL = 0 */
+  double damping;                     /* >= 0 */
+  double gravity[2];
+  double length_eps; /* > 0: keeps len away from 0 */
+  bool ground;       /* mass_spring.py's ground at y = ground_height */
+  double ground_height;
+  bool wall;                    /* mass_spring_simple.py's wall at x = wall_x */
+  double wall_x, wall_friction; /* friction >= 0 */
+} tw_mass_spring_spec;
+
+/* Validates spec (sizes, indices, finite values, signs; TW_EINVAL naming
+ * the field and index), copies everything and makes the block named name.
+ * The block serves one thread at a time; its step and VJP allocate
+ * nothing. */
+TW_API int tw_sim_mass_spring(const tw_mass_spring_spec *spec, const char *name,
+                              tw_block **out, tw_err *err);
+
 /* --- Rollouts and gradients ------------------------------------------ */
 
 /* A loss summed over steps. term writes the loss of step k, given

@@ -243,3 +243,71 @@ def test_sim_bench_bad_usage(args, msg):
     assert r.returncode == 2
     err = r.stderr.decode()
     assert err.startswith("error: EUSAGE: ") and msg in err, err
+
+
+# B2/B3 reference losses printed by the JAX peers (bench/ad/peers/
+# mass_spring_jax.py: "loss", i.e. losses[0], and robot_jax.py: "loss", the
+# loss at SPEC.md's SplitMix64 initial weights), run on this machine with
+# jax 0.10.2; bench/ad/run checks Twin against them to 1e-9 relative.
+B2_JAX_LOSS0 = 0.009026401980039888
+B3_JAX_LOSS0 = -0.26960140076975064
+
+
+def rel(a, b):
+    return abs(a - b) / abs(b)
+
+
+def sim_bench_row(bench, *extra):
+    r = twin("sim", "bench", bench, "--repeat", "1", "--json", *extra)
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    for key in ("bench", "impl", "dtype", "forward_ms", "grad_ms", "ratio",
+                "peak_bytes", "loss", "schedule"):
+        assert key in row, key
+    assert row["bench"] == bench and row["impl"] == "twin"
+    assert row["dtype"] == "f64"
+    return row
+
+
+def test_sim_bench_mass_spring_simple_matches_jax():
+    rows = [sim_bench_row("mass_spring_simple", "--schedule", s)
+            for s in ("all", "revolve:8")]
+    for row in rows:
+        assert rel(row["loss"], B2_JAX_LOSS0) <= 1e-9
+        assert len(row["dL_drest"]) == 3 and len(row["rest_final"]) == 3
+        assert len(row["losses"]) == 25 and row["losses"][0] == row["loss"]
+        # Gradient descent on the rest lengths lowers the loss every step.
+        assert all(b < a for a, b in zip(row["losses"], row["losses"][1:]))
+    assert rows[1]["schedule"] == "revolve:8"
+    # Every schedule gives the same bits.
+    assert rows[0]["losses"] == rows[1]["losses"]
+    assert rows[0]["dL_drest"] == rows[1]["dL_drest"]
+    assert rows[1]["peak_bytes"] < rows[0]["peak_bytes"]
+
+
+def test_sim_bench_mass_spring_robot_matches_jax():
+    row = sim_bench_row("mass_spring")
+    assert row["schedule"] == "all"
+    assert rel(row["loss"], B3_JAX_LOSS0) <= 1e-9
+    for key in ("grad_l2", "dL_db2_0", "loss_after_20"):
+        assert isinstance(row[key], float), key
+    assert row["grad_l2"] > 0
+    assert len(row["losses"]) == 21
+    assert row["losses"][0] == row["loss"]
+    assert row["losses"][20] == row["loss_after_20"]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["sim", "bench", "mass_spring3"], "unknown benchmark 'mass_spring3'"),
+    (["sim", "bench", "mass_spring", "--size", "S"],
+     "--size applies to chain1d only"),
+    (["sim", "bench", "mass_spring_simple", "--schedule", "revolve:0"],
+     "too small"),
+    (["sim", "bench", "mass_spring", "--repeat", "0"],
+     "--repeat must be at least 1"),
+])
+def test_sim_bench_mass_spring_bad_usage(args, msg):
+    r = twin(*args)
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert err.startswith("error: EUSAGE: ") and msg in err, err

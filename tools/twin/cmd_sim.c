@@ -8,13 +8,15 @@
  * wall) and mass i, drag 0.5 on every mass, semi-implicit Euler with
  * dt = 1e-3 for T steps, loss 1/2 sum (x_T,i - (i+1))^2, gradient with
  * respect to every k_i (and only them, as the peers compute it). Timings are
- * the median of --repeat runs after one warm-up run.
+ * the median of --repeat runs after one warm-up run. B2 and B3 (the
+ * DiffTaichi mass-spring benchmarks) live in cmd_sim_b23.c.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_sim.h"
 #include "commands.h"
 
 typedef struct chain_size {
@@ -134,7 +136,7 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-static double median(double *v, int n) {
+double sim_bench_median(double *v, int n) {
   qsort(v, (size_t)n, sizeof *v, cmp_double);
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
@@ -142,8 +144,15 @@ static double median(double *v, int n) {
 static int run_bench(cli_ctx *cli, const cli_args *args) {
   const cli_cmd *cmd = cli->cmd;
   const char *which = args->pos[0];
+  if (strcmp(which, "mass_spring_simple") == 0)
+    return sim_bench_mass_spring_simple(cli, args);
+  if (strcmp(which, "mass_spring") == 0)
+    return sim_bench_mass_spring(cli, args);
   if (strcmp(which, "chain1d") != 0)
-    return cli_usage_error(cli, cmd, "unknown benchmark '%s' (chain1d)", which);
+    return cli_usage_error(
+        cli, cmd,
+        "unknown benchmark '%s' (chain1d, mass_spring_simple, mass_spring)",
+        which);
   const char *size_txt = cli_opt_value(cmd, args, "size");
   const chain_size *sz = &chain_sizes[1];
   if (size_txt != NULL) {
@@ -208,7 +217,8 @@ static int run_bench(cli_ctx *cli, const cli_args *args) {
   if (rc != TW_OK) {
     code = cli_fail(cli, &err);
   } else {
-    double fm = median(fwd, (int)repeat), gm = median(grd, (int)repeat);
+    double fm = sim_bench_median(fwd, (int)repeat);
+    double gm = sim_bench_median(grd, (int)repeat);
     char spec[32];
     tw_ckpt_spec_format(&o.schedule, spec, sizeof spec);
     tw_buf out = TW_BUF_INIT;
@@ -252,9 +262,11 @@ static int run_bench(cli_ctx *cli, const cli_args *args) {
 }
 
 static const cli_opt bench_opts[] = {
-    {"size", 0, "S|M|L", "problem size (default M)"},
+    {"size", 0, "S|M|L", "chain1d's problem size (default M)"},
     {"schedule", 0, "SPEC", "all | periodic:C | revolve:K (default all)"},
-    {"repeat", 0, "N", "timed repetitions after a warm-up (default 5)"},
+    {"repeat", 0, "N",
+     "timed repetitions after a warm-up (default 5; mass_spring*: at least "
+     "N, more until 1 s)"},
     {"json", 0, NULL, "print one JSON line (BENCHMARKS.md fields)"},
     {NULL, 0, NULL, NULL}};
 
@@ -264,9 +276,12 @@ const cli_cmd cmd_sim_bench = {
     "BENCH",
     1,
     1,
-    "Run a differentiable-simulation benchmark (chain1d).",
+    "Run a differentiable-simulation benchmark (chain1d, "
+    "mass_spring_simple, mass_spring).",
     "Times the forward rollout and the gradient (forward + reverse under the\n"
-    "checkpoint schedule) of a benchmark from BENCHMARKS.md on the builtin\n"
-    "blocks, and prints the loss and dL/dk0 so peers can be checked.",
+    "checkpoint schedule) of a benchmark from BENCHMARKS.md (B1 chain1d, B2\n"
+    "mass_spring_simple, B3 mass_spring; bench/ad/SPEC.md) on the builtin\n"
+    "blocks, and prints the loss and gradient values peers are checked "
+    "against.",
     bench_opts,
     run_bench};
