@@ -268,19 +268,38 @@ int tw_sim_grad(tw_block *b, const tw_rollout_opts *o, const double *x0,
   }
   memcpy(w.cur, x0, d->nx * sizeof(double));
   int64_t advanced = 0, reversed = 0;
-  tw_ckpt_action act;
-  for (tw_ckpt_next(c, &act); rc == TW_OK && act.op != TW_CKPT_DONE;
-       tw_ckpt_next(c, &act)) {
+  /* One action of lookahead: when an ADVANCE is followed by the STORE of
+   * the state it ends on, the last step writes straight into that slot
+   * and the STORE costs nothing (with store-all and periodic schedules
+   * nearly every step is stored). */
+  tw_ckpt_action act, ahead;
+  bool have_ahead = false;
+  for (;;) {
+    if (have_ahead)
+      act = ahead;
+    else
+      tw_ckpt_next(c, &act);
+    have_ahead = false;
+    if (rc != TW_OK || act.op == TW_CKPT_DONE)
+      break;
     double *slot = w.slots + (size_t)act.slot * d->nx;
     switch (act.op) {
-    case TW_CKPT_ADVANCE:
+    case TW_CKPT_ADVANCE: {
+      tw_ckpt_next(c, &ahead);
+      have_ahead = true;
+      double *into = NULL;
+      if (ahead.op == TW_CKPT_STORE && ahead.step == act.to)
+        into = w.slots + (size_t)ahead.slot * d->nx;
       for (int64_t k = act.step; k < act.to && rc == TW_OK; k++) {
         set_next(&w);
+        if (k == act.to - 1 && into != NULL && into != w.cur)
+          w.next = into;
         rc = plain_step(b, o, &w, theta, u, k, false, err);
         w.cur = w.next;
         advanced++;
       }
       break;
+    }
     case TW_CKPT_STORE:
       if (slot != w.cur)
         memcpy(slot, w.cur, d->nx * sizeof(double));
@@ -298,6 +317,7 @@ int tw_sim_grad(tw_block *b, const tw_rollout_opts *o, const double *x0,
       break;
     }
   }
+
   /* Ports outside wrt report 0, whatever a block left in them. */
   size_t off = 0;
   for (size_t p = 0; rc == TW_OK && o->wrt != NULL && p < d->nparams; p++) {
