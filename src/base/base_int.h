@@ -46,6 +46,9 @@ size_t tw__utf8_seq_len(const unsigned char *s, size_t n);
 /* True if s[0..n) is well-formed UTF-8. */
 bool tw__utf8_valid(const char *s, size_t n);
 
+/* Value of the hex digit c (either case), or -1. */
+int tw__hex_value(int c);
+
 /* Writes the shortest of %.15g, %.16g, %.17g that reads back as the double
  * v, always with '.' as the decimal point whatever the locale; non-finite
  * values as "inf", "-inf", "nan". cap should be at least TW__F64_MAX. */

@@ -20,6 +20,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
+#include "base_int.h"
 #include "twin/alloc.h"
 #include "twin/file.h"
 #include "twin/hash.h"
@@ -174,27 +175,16 @@ void tw_hex_encode(const uint8_t *in, size_t n, char *out) {
   out[2 * n] = '\0';
 }
 
-/* Value of one hex digit of either case, or -1. */
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 int tw_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t n) {
   if (n > SIZE_MAX / 2 || hex_len != 2 * n)
     return TW_EPARSE;
   /* Validate everything first so a bad digit leaves out untouched. */
   for (size_t i = 0; i < hex_len; i++)
-    if (hex_value(hex[i]) < 0)
+    if (tw__hex_value(hex[i]) < 0)
       return TW_EPARSE;
   for (size_t i = 0; i < n; i++) {
-    unsigned hi = (unsigned)hex_value(hex[2 * i]);
-    unsigned lo = (unsigned)hex_value(hex[2 * i + 1]);
+    unsigned hi = (unsigned)tw__hex_value(hex[2 * i]);
+    unsigned lo = (unsigned)tw__hex_value(hex[2 * i + 1]);
     out[i] = (uint8_t)(hi << 4 | lo);
   }
   return TW_OK;

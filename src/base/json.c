@@ -180,16 +180,6 @@ static int peek(const parser *ps) {
   return ps->pos < ps->len ? ps->d[ps->pos] : -1;
 }
 
-static int hex_value(unsigned char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Reads the 4 hex digits of a \\u escape at d[at..at+4) into *cp. Returns
  * 1 on success, 0 if the input ends first, -1 if a digit is not hex. */
 static int read_hex4(const parser *ps, size_t at, unsigned *cp) {
@@ -197,7 +187,7 @@ static int read_hex4(const parser *ps, size_t at, unsigned *cp) {
   for (size_t i = 0; i < 4; i++) {
     if (at + i >= ps->len)
       return 0;
-    int h = hex_value(ps->d[at + i]);
+    int h = tw__hex_value(ps->d[at + i]);
     if (h < 0)
       return -1;
     v = v << 4 | (unsigned)h;

@@ -1,6 +1,7 @@
 /*
  * text.c - small text primitives shared by the base library: UTF-8
- * validation and the shortest round-trip decimal form of a double.
+ * validation, hex digits, and the shortest round-trip decimal form of a
+ * double.
  *
  * These are used on paths that must not allocate (logging) and where output
  * must be exact and locale-independent (metrics, logs, JSON), so they write
@@ -81,4 +82,14 @@ void tw__format_f64(double v, char *out, size_t cap) {
       r++;
   }
   *w = '\0';
+}
+
+int tw__hex_value(int c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
 }
