@@ -235,44 +235,31 @@ static int integ_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
     }
     if (rc != TW_OK)
       return rc;
-    /* Stage cotangents: gk_i = b_i h G, then back through each stage. The
-     * stage cotangents reuse k4 (for gk) as k4 itself is not needed. */
+    /* Back through the stages, last first. Stage i runs g at
+     * q + c_i h k_{i-1} (time t + c_i h); its cotangent is
+     * gk_i = (h / bw_i) G + c_{i+1} h gs_{i+1}, where gs_{i+1} is the
+     * cotangent the later stage sent to its stage point (which also goes
+     * to q). gk reuses k4's memory, as k4 is not needed backwards. */
+    static const double bw[4] = {6, 3, 3, 6};     /* b_i = 1 / bw_i */
+    static const double cs[4] = {0, 0.5, 0.5, 1}; /* c_i */
+    const double *kprev[4] = {NULL, k1, k2, k3};
     double *gk = s->scratch[S_K4];
     memcpy(gq, G, nq * sizeof(double));
-    /* Stage 4: s4 = q + h k3, weight h/6. */
-    for (size_t i = 0; i < nq; i++)
-      gk[i] = h / 6 * G[i];
-    axpy_into(st, q, h, k3, nq);
-    memset(gs, 0, nq * sizeof(double));
-    rc = dvjp(s, a, t + h, st, gk, gs, gu, err);
-    if (rc != TW_OK)
-      break;
-    /* Stage 3: s3 = q + h/2 k2; gk3 = h/3 G + h gs4. */
-    for (size_t i = 0; i < nq; i++) {
-      gq[i] += gs[i];
-      gk[i] = h / 3 * G[i] + h * gs[i];
+    for (int i = 3; i >= 0 && rc == TW_OK; i--) {
+      for (size_t j = 0; j < nq; j++)
+        gk[j] = i == 3 ? h / bw[i] * G[j]
+                       : h / bw[i] * G[j] + h * cs[i + 1] * gs[j];
+      if (i < 3)
+        for (size_t j = 0; j < nq; j++)
+          gq[j] += gs[j];
+      if (i == 0) { /* stage 1 is at q itself: straight into gq */
+        rc = dvjp(s, a, t, q, gk, gq, gu, err);
+        break;
+      }
+      axpy_into(st, q, h * cs[i], kprev[i], nq);
+      memset(gs, 0, nq * sizeof(double));
+      rc = dvjp(s, a, t + h * cs[i], st, gk, gs, gu, err);
     }
-    axpy_into(st, q, h / 2, k2, nq);
-    memset(gs, 0, nq * sizeof(double));
-    rc = dvjp(s, a, t + h / 2, st, gk, gs, gu, err);
-    if (rc != TW_OK)
-      break;
-    /* Stage 2: s2 = q + h/2 k1; gk2 = h/3 G + h/2 gs3. */
-    for (size_t i = 0; i < nq; i++) {
-      gq[i] += gs[i];
-      gk[i] = h / 3 * G[i] + h / 2 * gs[i];
-    }
-    axpy_into(st, q, h / 2, k1, nq);
-    memset(gs, 0, nq * sizeof(double));
-    rc = dvjp(s, a, t + h / 2, st, gk, gs, gu, err);
-    if (rc != TW_OK)
-      break;
-    /* Stage 1: s1 = q; gk1 = h/6 G + h/2 gs2, straight into gq. */
-    for (size_t i = 0; i < nq; i++) {
-      gq[i] += gs[i];
-      gk[i] = h / 6 * G[i] + h / 2 * gs[i];
-    }
-    rc = dvjp(s, a, t, q, gk, gq, gu, err);
     break;
   }
   }
