@@ -31,15 +31,10 @@ def main():
     args = p.parse_args()
     sizes = common.sizes_arg(args.sizes)
     impl = "jax" if args.schedule == "store" else f"jax-{args.schedule}"
-    try:
-        import jax
-        import jax.numpy as jnp
-    except Exception as e:  # noqa: BLE001
-        for s in sizes:
-            common.skipped(BENCH, impl, f"import jax failed: {e}", size=s)
+    loaded = common.load_jax(BENCH, impl, sizes)
+    if loaded is None:
         return
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_platforms", "cpu")
+    jax, jnp = loaded
 
     m, c, L, dt = spec.CHAIN_M, spec.CHAIN_C, spec.CHAIN_L, spec.CHAIN_DT
 
@@ -102,12 +97,7 @@ def main():
         val, g = vg(k, x0, target)
         g = jax.device_get(g)
 
-        peak = None
-        try:
-            ma = vg.memory_analysis()
-            peak = int(ma.temp_size_in_bytes + ma.output_size_in_bytes)
-        except Exception:  # noqa: BLE001
-            pass
+        peak = common.jax_peak_bytes(vg)
 
         common.emit(dict(
             bench=BENCH, size=size, impl=impl, dtype="f64",

@@ -16,14 +16,10 @@ BENCH = "chain1d"
 def main():
     args = common.parse_args(__doc__)
     sizes = common.sizes_arg(args.sizes)
-    try:
-        import torch
-    except Exception as e:  # noqa: BLE001
-        for s in sizes:
-            common.skipped(BENCH, "pytorch", f"import torch failed: {e}", size=s)
+    torch = common.load_torch(BENCH, sizes)
+    if torch is None:
         return
     import torch_tape
-    torch.set_num_threads(common.cores())
     f64 = torch.float64
     m, c, L, dt = spec.CHAIN_M, spec.CHAIN_C, spec.CHAIN_L, spec.CHAIN_DT
 

@@ -65,3 +65,45 @@ def sizes_arg(s):
         if x not in ("S", "M", "L"):
             sys.exit(f"unknown size {x!r} (S, M, L)")
     return out
+
+
+def _skip_all(bench, impl, why, sizes):
+    for s in sizes or [None]:
+        if s is None:
+            skipped(bench, impl, why)
+        else:
+            skipped(bench, impl, why, size=s)
+
+
+def load_jax(bench, impl="jax", sizes=None):
+    """(jax, jax.numpy) configured for float64 on the CPU, or None after
+    reporting every row of this peer as skipped."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except Exception as e:  # noqa: BLE001
+        _skip_all(bench, impl, f"import jax failed: {e}", sizes)
+        return None
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_platforms", "cpu")
+    return jax, jnp
+
+
+def load_torch(bench, sizes=None):
+    """torch using every core, or None after reporting the rows skipped."""
+    try:
+        import torch
+    except Exception as e:  # noqa: BLE001
+        _skip_all(bench, "pytorch", f"import torch failed: {e}", sizes)
+        return None
+    torch.set_num_threads(cores())
+    return torch
+
+
+def jax_peak_bytes(compiled):
+    """Temp + output buffers of a compiled JAX function, or None."""
+    try:
+        ma = compiled.memory_analysis()
+        return int(ma.temp_size_in_bytes + ma.output_size_in_bytes)
+    except Exception:  # noqa: BLE001
+        return None

@@ -16,14 +16,10 @@ BENCH = "mass_spring_simple"
 
 def main():
     args = common.parse_args(__doc__, sizes=False)
-    try:
-        import jax
-        import jax.numpy as jnp
-    except Exception as e:  # noqa: BLE001
-        common.skipped(BENCH, "jax", f"import jax failed: {e}")
+    loaded = common.load_jax(BENCH)
+    if loaded is None:
         return
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_platforms", "cpu")
+    jax, jnp = loaded
 
     A = jnp.asarray([a for a, _ in spec.MSS_SPRINGS])
     B = jnp.asarray([b for _, b in spec.MSS_SPRINGS])
@@ -67,12 +63,7 @@ def main():
     grad_s, n_g = common.median_time(lambda: jax.block_until_ready(vg(rest)),
                                      args.quick)
     val0, g0 = vg(rest)
-    peak = None
-    try:
-        ma = vg.memory_analysis()
-        peak = int(ma.temp_size_in_bytes + ma.output_size_in_bytes)
-    except Exception:  # noqa: BLE001
-        pass
+    peak = common.jax_peak_bytes(vg)
 
     losses = []
     r = rest

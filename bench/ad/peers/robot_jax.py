@@ -17,14 +17,10 @@ BENCH = "mass_spring"
 
 def main():
     args = common.parse_args(__doc__, sizes=False)
-    try:
-        import jax
-        import jax.numpy as jnp
-    except Exception as e:  # noqa: BLE001
-        common.skipped(BENCH, "jax", f"import jax failed: {e}")
+    loaded = common.load_jax(BENCH)
+    if loaded is None:
         return
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_platforms", "cpu")
+    jax, jnp = loaded
     f64 = jnp.float64
 
     springs = spec.ms_springs()
@@ -82,12 +78,7 @@ def main():
                                      args.quick)
     val0, g0 = vg(params)
     gl2 = math.sqrt(sum(float(jnp.sum(a * a)) for a in g0))
-    peak = None
-    try:
-        ma = vg.memory_analysis()
-        peak = int(ma.temp_size_in_bytes + ma.output_size_in_bytes)
-    except Exception:  # noqa: BLE001
-        pass
+    peak = common.jax_peak_bytes(vg)
 
     # Adam (Kingma & Ba), written out so every peer applies the same formula.
     lr, b1c, b2c, eps = (spec.MS_ADAM_LR, spec.MS_ADAM_B1, spec.MS_ADAM_B2,

@@ -15,13 +15,10 @@ BENCH = "mass_spring"
 
 def main():
     args = common.parse_args(__doc__, sizes=False)
-    try:
-        import torch
-    except Exception as e:  # noqa: BLE001
-        common.skipped(BENCH, "pytorch", f"import torch failed: {e}")
+    torch = common.load_torch(BENCH)
+    if torch is None:
         return
     import torch_tape
-    torch.set_num_threads(common.cores())
     f64 = torch.float64
 
     springs = spec.ms_springs()
