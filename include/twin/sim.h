@@ -95,6 +95,15 @@ typedef struct tw_block_ops {
   int (*step_vjp)(void *self, const tw_vjp_args *a, tw_err *err);
   /* Frees self. */
   void (*free)(void *self);
+  /* Optional pair, the two halves of step_vjp (JAX's vjp, which returns
+   * the outputs with a pullback): linearize computes exactly what step
+   * computes and keeps what the reverse pass needs; pullback then is
+   * step_vjp at the same point without recomputing the step. For callers
+   * that need a block's outputs before they know their cotangents (a
+   * composite whose next block consumes y). NULL: tw_block_linearize and
+   * tw_block_pullback fall back to step and step_vjp. */
+  int (*linearize)(void *self, const tw_step_args *a, tw_err *err);
+  int (*pullback)(void *self, const tw_vjp_args *a, tw_err *err);
 } tw_block_ops;
 
 typedef struct tw_block tw_block;
@@ -118,6 +127,14 @@ TW_API int tw_block_init(tw_block *b, const double *theta, double *x0,
 TW_API int tw_block_step(tw_block *b, const tw_step_args *a, tw_err *err);
 /* TW_ENOTSUP naming the block if it is not differentiable. */
 TW_API int tw_block_step_vjp(tw_block *b, const tw_vjp_args *a, tw_err *err);
+/* Two-phase step_vjp: tw_block_linearize steps (as tw_block_step) and keeps
+ * the linearisation; the next tw_block_pullback on b, whose x, u, theta must
+ * be the same pointers with the same values, is step_vjp at that point (the
+ * same bits). Any other step or VJP call on b in between forgets it; a
+ * pullback with no linearisation kept is TW_ESTATE. TW_ENOTSUP for a block
+ * that is not differentiable. */
+TW_API int tw_block_linearize(tw_block *b, const tw_step_args *a, tw_err *err);
+TW_API int tw_block_pullback(tw_block *b, const tw_vjp_args *a, tw_err *err);
 
 /* --- Dynamics and integrators ---------------------------------------- */
 

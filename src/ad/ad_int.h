@@ -97,6 +97,11 @@ int tw__ad_finish(tw_tape *tape, const char *op, tw__ad_backward_fn backward,
  * failure. Operators call it only for inputs with requires_grad. */
 void *tw__ad_grad(tw_tape *tape, tw_tensor *t);
 
+/* y[i] = tanh(x[i]) for i < n, vectorised where the C library can
+ * (vmath.c); an element's value never depends on n or on i. */
+void tw__vtanh_f64(size_t n, const double *x, double *y);
+void tw__vtanh_f32(size_t n, const float *x, float *y);
+
 /* TW_ENUMERIC naming context, op and element if buf[0..n) of dtype holds a
  * NaN or Inf; what is "value", "tangent" or "adjoint". */
 int tw__ad_check_buf(const tw_tape *tape, const char *op, const char *what,

@@ -63,17 +63,14 @@ typedef struct unary_op {
 
 /* Value (and JVP when ty is not NULL; tx is then not NULL either) and
  * adjoint kernels of one unary operator for element type T. */
-#define UNARY_KERNELS(NAME, T, S, F, D)                                        \
+#define UNARY_KERNELS(NAME, T, S, VALUES, F, D)                                \
   static void NAME##_fwd_##S(size_t n, double alpha, const void *vx,           \
                              const void *vtx, void *vy, void *vty) {           \
     const T a = (T)alpha;                                                      \
     const T *restrict xs = vx;                                                 \
     T *restrict ys = vy;                                                       \
     (void)a;                                                                   \
-    for (size_t i = 0; i < n; i++) {                                           \
-      const T x = xs[i];                                                       \
-      ys[i] = (F);                                                             \
-    }                                                                          \
+    VALUES(T, F);                                                              \
     if (vty == NULL)                                                           \
       return;                                                                  \
     const T *restrict txs = vtx;                                               \
@@ -102,15 +99,27 @@ static int unary_backward(tw_tape *tape, const tw__ad_node *node, tw_err *err,
 
 /* Kernels, backward function and descriptor NAME_op of one operator; the
  * caller's semicolon ends the descriptor. */
-#define UNARY(NAME, HAS_ALPHA, F, D)                                           \
-  UNARY_KERNELS(NAME, double, f64, F, D)                                       \
-  UNARY_KERNELS(NAME, float, f32, F, D)                                        \
+#define UNARY_V(NAME, HAS_ALPHA, VALUES, F, D)                                 \
+  UNARY_KERNELS(NAME, double, f64, VALUES, F, D)                               \
+  UNARY_KERNELS(NAME, float, f32, VALUES, F, D)                                \
   static int NAME##_backward(tw_tape *tape, const tw__ad_node *node,           \
                              tw_err *err) {                                    \
     return unary_backward(tape, node, err, NAME##_bwd_f64, NAME##_bwd_f32);    \
   }                                                                            \
   static const unary_op NAME##_op = {#NAME, HAS_ALPHA, NAME##_fwd_f64,         \
                                      NAME##_fwd_f32, NAME##_backward}
+
+#define UNARY(NAME, HAS_ALPHA, F, D) UNARY_V(NAME, HAS_ALPHA, VALUES_LOOP, F, D)
+
+/* The values ys[i] = F(xs[i]) of a forward kernel: a plain loop, or one
+ * call of a vector routine (vmath.c) for the functions that have one. */
+#define VALUES_LOOP(T, F)                                                      \
+  for (size_t i = 0; i < n; i++) {                                             \
+    const T x = xs[i];                                                         \
+    ys[i] = (F);                                                               \
+  }
+#define VALUES_VTANH(T, F)                                                     \
+  _Generic((T)0, double : tw__vtanh_f64, float : tw__vtanh_f32)(n, xs, ys)
 
 /* clang-format off */
 /*    name      alpha  y = F(x, a)       dy/dx = D(x, y, a) */
@@ -120,7 +129,7 @@ UNARY(exp,      false, exp(x),           y);
 UNARY(log,      false, log(x),           1 / x);
 UNARY(sin,      false, sin(x),           cos(x));
 UNARY(cos,      false, cos(x),           -sin(x));
-UNARY(tanh,     false, tanh(x),          1 - y * y);
+UNARY_V(tanh,   false, VALUES_VTANH, tanh(x), 1 - y * y);
 UNARY(sqrt,     false, sqrt(x),          y == 0 ? 0 : 1 / (2 * y));
 UNARY(abs,      false, fabs(x),          (x > 0) - (x < 0));
 /* x < 0 ? 0 : x lets a NaN through, where fmax(x, 0) would hide it. */

@@ -41,41 +41,49 @@ static int set_shape(tw_tensor *t, const char *op, tw_dtype dtype,
                         "%s: dimension %u is 0 (empty tensors are not "
                         "allowed)",
                         op, i);
-    if (size > SIZE_MAX / esize / shape[i])
+    size_t bytes;
+    if (__builtin_mul_overflow(size, shape[i], &size) ||
+        __builtin_mul_overflow(size, esize, &bytes))
       return tw_err_set(err, TW_EOVERFLOW, "%s: tensor size overflows", op);
-    size *= shape[i];
   }
-  memset(t, 0, sizeof *t);
+  /* Field by field: a memset of the whole header compiles to rep stos,
+   * whose start-up cost dominated making the small tensors of a layer. */
   t->dtype = dtype;
   t->ndim = ndim;
   size_t stride = 1;
-  for (unsigned i = ndim; i-- > 0;) {
-    t->shape[i] = shape[i];
-    t->strides[i] = stride;
-    stride *= shape[i];
+  for (unsigned i = TW_AD_MAX_DIMS; i-- > 0;) {
+    t->shape[i] = i < ndim ? shape[i] : 0;
+    t->strides[i] = i < ndim ? stride : 0;
+    stride *= i < ndim ? shape[i] : 1;
   }
   t->size = size;
+  t->data = NULL;
+  t->tangent = NULL;
+  t->grad = NULL;
+  t->node = 0;
+  t->requires_grad = false;
   return TW_OK;
 }
 
 static int make(tw_tape *tape, const char *op, tw_dtype dtype, unsigned ndim,
                 const size_t *shape, bool alloc_data, tw_tensor **out,
                 tw_err *err) {
-  tw_tensor hdr;
-  memset(&hdr, 0, sizeof hdr);
-  int rc = set_shape(&hdr, op, dtype, ndim, shape, err);
+  /* Built in place: a header built on the stack and copied costs a
+   * store-forwarding stall per field group, which showed in small layers. */
+  tw_tensor *t = tw__ad_alloc(tape, sizeof *t);
+  if (t == NULL)
+    return tw_err_set(err, tape->arena.limit_hit ? TW_ELIMIT : TW_ENOMEM,
+                      "%s: out of memory for a tensor header", op);
+  int rc = set_shape(t, op, dtype, ndim, shape, err);
   if (rc != TW_OK)
     return rc;
-  tw_tensor *t = tw__ad_alloc(tape, sizeof *t);
-  void *data = NULL;
-  size_t bytes = hdr.size * tw_dtype_size(dtype);
-  if (t != NULL && alloc_data)
-    data = tw__ad_alloc(tape, bytes);
-  if (t == NULL || (alloc_data && data == NULL))
-    return tw_err_set(err, tape->arena.limit_hit ? TW_ELIMIT : TW_ENOMEM,
-                      "%s: out of memory for a tensor of %zu bytes", op, bytes);
-  *t = hdr;
   if (alloc_data) {
+    size_t bytes = t->size * tw_dtype_size(dtype);
+    void *data = tw__ad_alloc(tape, bytes);
+    if (data == NULL)
+      return tw_err_set(err, tape->arena.limit_hit ? TW_ELIMIT : TW_ENOMEM,
+                        "%s: out of memory for a tensor of %zu bytes", op,
+                        bytes);
     memset(data, 0, bytes);
     t->data = data;
   }

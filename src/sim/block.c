@@ -15,6 +15,12 @@ struct tw_block {
   void *self;
   char *name;
   tw_block_desc desc;
+  /* The point of the kept linearisation (tw_block_linearize), or all NULL
+   * with linearized false. */
+  bool linearized;
+  const double *lin_x, *lin_u, *lin_theta;
+  double lin_t, lin_dt;
+  int64_t lin_k;
 };
 
 static size_t port_total(const tw_port *p, size_t n) {
@@ -84,12 +90,53 @@ int tw_block_init(tw_block *b, const double *theta, double *x0, tw_err *err) {
 }
 
 int tw_block_step(tw_block *b, const tw_step_args *a, tw_err *err) {
+  b->linearized = false;
   return b->ops->step(b->self, a, err);
 }
 
+static int not_differentiable(const tw_block *b, tw_err *err) {
+  return tw_err_set(err, TW_ENOTSUP, "block '%s' (%s) is not differentiable",
+                    b->name, b->desc.kind);
+}
+
 int tw_block_step_vjp(tw_block *b, const tw_vjp_args *a, tw_err *err) {
+  b->linearized = false;
   if (b->ops->step_vjp == NULL || !b->desc.differentiable)
-    return tw_err_set(err, TW_ENOTSUP, "block '%s' (%s) is not differentiable",
-                      b->name, b->desc.kind);
+    return not_differentiable(b, err);
   return b->ops->step_vjp(b->self, a, err);
+}
+
+int tw_block_linearize(tw_block *b, const tw_step_args *a, tw_err *err) {
+  b->linearized = false;
+  if (b->ops->step_vjp == NULL || !b->desc.differentiable)
+    return not_differentiable(b, err);
+  int rc = b->ops->linearize != NULL ? b->ops->linearize(b->self, a, err)
+                                     : b->ops->step(b->self, a, err);
+  if (rc != TW_OK)
+    return rc;
+  b->linearized = true;
+  b->lin_x = a->x;
+  b->lin_u = a->u;
+  b->lin_theta = a->theta;
+  b->lin_t = a->t;
+  b->lin_dt = a->dt;
+  b->lin_k = a->k;
+  return TW_OK;
+}
+
+int tw_block_pullback(tw_block *b, const tw_vjp_args *a, tw_err *err) {
+  if (!b->linearized)
+    return tw_err_set(err, TW_ESTATE,
+                      "block '%s': pullback without a linearisation (call "
+                      "tw_block_linearize first)",
+                      b->name);
+  b->linearized = false;
+  if (a->x != b->lin_x || a->u != b->lin_u || a->theta != b->lin_theta ||
+      a->k != b->lin_k || !(a->t == b->lin_t) || !(a->dt == b->lin_dt))
+    return tw_err_set(err, TW_EINVAL,
+                      "block '%s': pullback at step %lld is not at the "
+                      "linearised point (step %lld)",
+                      b->name, (long long)a->k, (long long)b->lin_k);
+  return b->ops->pullback != NULL ? b->ops->pullback(b->self, a, err)
+                                  : b->ops->step_vjp(b->self, a, err);
 }

@@ -276,8 +276,13 @@ static int integ_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
 }
 
 static const tw_block_ops integ_ops = {
-    "integrated", integ_describe, integ_default_params, integ_init,
-    integ_step,   integ_vjp,      integ_free,
+    .kind = "integrated",
+    .describe = integ_describe,
+    .default_params = integ_default_params,
+    .init = integ_init,
+    .step = integ_step,
+    .step_vjp = integ_vjp,
+    .free = integ_free,
 };
 
 int tw_integrator_parse(const char *text, tw_integrator *out, tw_err *err) {

@@ -274,8 +274,14 @@ static int ms_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
 }
 
 static const tw_block_ops ms_ops = {
-    "mass_spring", ms_describe, ms_default_params, ms_init, ms_step,
-    ms_vjp,        ms_free};
+    .kind = "mass_spring",
+    .describe = ms_describe,
+    .default_params = ms_default_params,
+    .init = ms_init,
+    .step = ms_step,
+    .step_vjp = ms_vjp,
+    .free = ms_free,
+};
 
 /* --- Validation ------------------------------------------------------ */
 

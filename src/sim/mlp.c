@@ -32,6 +32,11 @@ typedef struct mlp {
   double *gtheta_scratch; /* when the caller wants no theta gradient */
   double *gu_scratch;     /* sizes[0] */
   double *zero_u;         /* sizes[0] zeros, the input when u is NULL */
+  /* The recorded network of the last linearize (m->tape): its parameter
+   * tensors (W1, b1, ...), whose adjoint buffers pullback points at the
+   * caller's gtheta, and its output. */
+  tw_tensor **lin_params;
+  tw_tensor *lin_out;
 } mlp;
 
 static void mlp_free(void *p) {
@@ -44,6 +49,7 @@ static void mlp_free(void *p) {
   tw_free(m->gtheta_scratch);
   tw_free(m->gu_scratch);
   tw_free(m->zero_u);
+  tw_free(m->lin_params);
   tw_free(m);
 }
 
@@ -140,6 +146,10 @@ static int mlp_run(mlp *m, const double *u, const double *theta, double *gtheta,
       rc = tw_tensor_wrap(t, TW_F64, 1, bshape, unconst(theta + off),
                           gtheta ? gtheta + off : NULL, &b, err);
     off += o;
+    if (rc == TW_OK) {
+      m->lin_params[2 * l] = w;
+      m->lin_params[2 * l + 1] = b;
+    }
     if (rc == TW_OK)
       rc = tw_ad_matvec(t, w, h, &z, err);
     if (rc == TW_OK)
@@ -156,6 +166,7 @@ static int mlp_step(void *p, const tw_step_args *a, tw_err *err) {
   mlp *m = p;
   if (a->y == NULL)
     return TW_OK; /* stateless: nothing else to compute */
+  m->lin_out = NULL;
   tw_tape_reset(m->tape);
   tw_tape_set_recording(m->tape, false);
   tw_tensor *y;
@@ -166,12 +177,33 @@ static int mlp_step(void *p, const tw_step_args *a, tw_err *err) {
   return rc;
 }
 
-static int mlp_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
+/* Runs the network on a recording tape, the adjoints of the parameters
+ * and of the input in scratch buffers until pullback points them at the
+ * caller's; writes y when asked. */
+static int mlp_linearize(void *p, const tw_step_args *a, tw_err *err) {
+  mlp *m = p;
+  tw_tape_reset(m->tape);
+  tw_tape_set_recording(m->tape, true);
+  m->lin_out = NULL;
+  int rc = mlp_run(m, a->u, a->theta, m->gtheta_scratch, m->gu_scratch,
+                   &m->lin_out, err);
+  if (rc == TW_OK && a->y != NULL)
+    memcpy(a->y, m->lin_out->data, m->sizes[m->nlayers] * sizeof(double));
+  return rc;
+}
+
+/* The reverse pass of the network recorded by mlp_linearize. */
+static int mlp_pullback(void *p, const tw_vjp_args *a, tw_err *err) {
   mlp *m = p;
   size_t nu = m->sizes[0], ny = m->sizes[m->nlayers];
+  if (m->lin_out == NULL)
+    return tw_err_set(err, TW_ESTATE, "mlp: pullback without a linearisation");
+  tw_tensor *y = m->lin_out;
+  m->lin_out = NULL;
   if (a->gy == NULL) { /* no cotangent: nothing flows */
     if (a->gu != NULL)
       memset(a->gu, 0, nu * sizeof(double));
+    tw_tape_reset(m->tape);
     return TW_OK;
   }
   double *gth = a->gtheta;
@@ -179,18 +211,20 @@ static int mlp_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
     gth = m->gtheta_scratch;
     memset(gth, 0, m->ntheta * sizeof(double));
   }
-  memset(m->gu_scratch, 0, nu * sizeof(double));
-  tw_tape_reset(m->tape);
-  tw_tape_set_recording(m->tape, true);
-  tw_tensor *y;
-  int rc = mlp_run(m, a->u, a->theta, gth, m->gu_scratch, &y, err);
-  if (rc == TW_OK) {
-    double *g = tw_tensor_grad(m->tape, y, err);
-    if (g == NULL)
-      rc = TW_ENOMEM;
-    else
-      memcpy(g, a->gy, ny * sizeof(double));
+  size_t off = 0;
+  for (size_t l = 0; l < m->nlayers; l++) {
+    m->lin_params[2 * l]->grad = gth + off;
+    off += m->sizes[l] * m->sizes[l + 1];
+    m->lin_params[2 * l + 1]->grad = gth + off;
+    off += m->sizes[l + 1];
   }
+  memset(m->gu_scratch, 0, nu * sizeof(double));
+  int rc = TW_OK;
+  double *g = tw_tensor_grad(m->tape, y, err);
+  if (g == NULL)
+    rc = TW_ENOMEM;
+  else
+    memcpy(g, a->gy, ny * sizeof(double));
   if (rc == TW_OK)
     rc = tw_tape_reverse(m->tape, err);
   if (rc == TW_OK && a->gu != NULL)
@@ -199,9 +233,23 @@ static int mlp_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
   return rc;
 }
 
-static const tw_block_ops mlp_ops = {"mlp",    mlp_describe, mlp_default_params,
-                                     mlp_init, mlp_step,     mlp_vjp,
-                                     mlp_free};
+static int mlp_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
+  tw_step_args s = {a->t, a->dt, a->k, a->x, a->u, a->theta, NULL, NULL};
+  int rc = mlp_linearize(p, &s, err);
+  return rc == TW_OK ? mlp_pullback(p, a, err) : rc;
+}
+
+static const tw_block_ops mlp_ops = {
+    .kind = "mlp",
+    .describe = mlp_describe,
+    .default_params = mlp_default_params,
+    .init = mlp_init,
+    .step = mlp_step,
+    .step_vjp = mlp_vjp,
+    .free = mlp_free,
+    .linearize = mlp_linearize,
+    .pullback = mlp_pullback,
+};
 
 int tw_sim_mlp_block(size_t nlayers, const size_t *sizes,
                      const tw_activation *acts, uint64_t seed, const char *name,
@@ -239,9 +287,10 @@ int tw_sim_mlp_block(size_t nlayers, const size_t *sizes,
   m->gtheta_scratch = tw_calloc(ntheta, sizeof(double));
   m->gu_scratch = tw_calloc(sizes[0], sizeof(double));
   m->zero_u = tw_calloc(sizes[0], sizeof(double));
+  m->lin_params = tw_calloc(2 * nlayers, sizeof(tw_tensor *));
   int rc = TW_OK;
   if (m->params == NULL || m->names == NULL || m->gtheta_scratch == NULL ||
-      m->gu_scratch == NULL || m->zero_u == NULL)
+      m->gu_scratch == NULL || m->zero_u == NULL || m->lin_params == NULL)
     rc = tw_err_set(err, TW_ENOMEM, "mlp: out of memory");
   if (rc == TW_OK)
     rc = tw_tape_new(0, &m->tape, err);

@@ -411,29 +411,33 @@ static void features_vjp(const robot *r, double *gx) {
   }
 }
 
-/* Runs the controller at step k: r->in and r->act. */
+/* Runs the controller at step k: r->in and r->act; linearised for the
+ * pullback that follows when lin is true. */
 static int control(robot *r, int64_t k, double t, double dt, const double *x,
-                   const double *theta, tw_err *err) {
+                   const double *theta, bool lin, tw_err *err) {
   features(r, k, dt, x);
   tw_step_args c = {t, dt, k, NULL, r->in, theta, NULL, r->act};
-  return tw_block_step(r->ctrl, &c, err);
+  return lin ? tw_block_linearize(r->ctrl, &c, err)
+             : tw_block_step(r->ctrl, &c, err);
 }
 
 static int robot_step(void *p, const tw_step_args *a, tw_err *err) {
   robot *r = p;
-  int rc = control(r, a->k, a->t, a->dt, a->x, a->theta, err);
+  int rc = control(r, a->k, a->t, a->dt, a->x, a->theta, false, err);
   tw_step_args s = {a->t,   a->dt,     a->k,      a->x,
                     r->act, r->ptheta, a->x_next, NULL};
   return rc == TW_OK ? tw_block_step(r->plant, &s, err) : rc;
 }
 
-/* x' = plant(x, mlp(features(x))): the plant's VJP gives the cotangents of
- * x and of the actuation, the controller's turns the latter into those of
- * its parameters and its inputs, and the features' into more of x. */
+/* x' = plant(x, mlp(features(x))): the controller is linearised (the
+ * plant's VJP needs its actuation), the plant's VJP gives the cotangents of
+ * x and of the actuation, the controller's pullback turns the latter into
+ * those of its parameters and its inputs, and the features' into more of
+ * x. */
 static int robot_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
   robot *r = p;
   double *gx = a->gx != NULL ? a->gx : r->gx;
-  int rc = control(r, a->k, a->t, a->dt, a->x, a->theta, err);
+  int rc = control(r, a->k, a->t, a->dt, a->x, a->theta, true, err);
   tw_vjp_args pv = {a->t,       a->dt, a->k, a->x,    r->act, r->ptheta,
                     a->gx_next, NULL,  gx,   r->gact, NULL,   NULL};
   if (rc == TW_OK)
@@ -441,16 +445,21 @@ static int robot_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
   tw_vjp_args cv = {a->t, a->dt,   a->k, NULL,   r->in,     a->theta,
                     NULL, r->gact, NULL, r->gin, a->gtheta, a->want};
   if (rc == TW_OK)
-    rc = tw_block_step_vjp(r->ctrl, &cv, err);
+    rc = tw_block_pullback(r->ctrl, &cv, err);
   if (rc == TW_OK)
     features_vjp(r, gx);
   return rc;
 }
 
 static const tw_block_ops robot_ops = {
-    "mass_spring_robot", robot_describe, robot_default_params,
-    robot_init,          robot_step,     robot_vjp,
-    robot_free};
+    .kind = "mass_spring_robot",
+    .describe = robot_describe,
+    .default_params = robot_default_params,
+    .init = robot_init,
+    .step = robot_step,
+    .step_vjp = robot_vjp,
+    .free = robot_free,
+};
 
 /* DiffTaichi's robotA: masses, springs, rest lengths (the initial
  * distances, computed as spec.py does), stiffness 14000, actuation 0.1. */

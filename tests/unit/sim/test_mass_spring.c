@@ -151,6 +151,36 @@ static void layout_and_defaults(void **state) {
   tw_block_free(b);
 }
 
+/* A block without its own linearize/pullback: the pair falls back to step
+ * and step_vjp, the same bits. */
+static void pullback_falls_back_to_the_vjp(void **state) {
+  (void)state;
+  sys s;
+  free_square(&s);
+  tw_block *b = make(&s);
+  double th[15], x0[16], x1[16], x2[16], u[6] = {0.1, -0.2, 0.3, 0, 0.5, -1};
+  double gxn[16], g1[16], g2[16], gu1[6], gu2[6], gt1[15] = {0}, gt2[15] = {0};
+  assert_int_equal(tw_block_default_params(b, th, NULL), TW_OK);
+  assert_int_equal(tw_block_init(b, th, x0, NULL), TW_OK);
+  for (int i = 0; i < 16; i++)
+    gxn[i] = 0.1 * i - 0.7;
+  tw_step_args a = {0, 1e-3, 0, x0, u, th, x1, NULL};
+  assert_int_equal(tw_block_step(b, &a, NULL), TW_OK);
+  tw_vjp_args v = {0, 1e-3, 0, x0, u, th, gxn, NULL, g1, gu1, gt1, NULL};
+  assert_int_equal(tw_block_step_vjp(b, &v, NULL), TW_OK);
+  a.x_next = x2;
+  assert_int_equal(tw_block_linearize(b, &a, NULL), TW_OK);
+  assert_memory_equal(x1, x2, sizeof x1);
+  v.gx = g2;
+  v.gu = gu2;
+  v.gtheta = gt2;
+  assert_int_equal(tw_block_pullback(b, &v, NULL), TW_OK);
+  assert_memory_equal(g1, g2, sizeof g1);
+  assert_memory_equal(gu1, gu2, sizeof gu1);
+  assert_memory_equal(gt1, gt2, sizeof gt1);
+  tw_block_free(b);
+}
+
 /* --- One step against DiffTaichi's loop ------------------------------ */
 
 /* The update as DiffTaichi writes it (mass_spring_simple.py's
@@ -577,6 +607,7 @@ static void allocation_failures(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       TW_TEST(layout_and_defaults),
+      TW_TEST(pullback_falls_back_to_the_vjp),
       TW_TEST(one_step_matches_difftaichi),
       TW_TEST(vjp_matches_finite_differences_free),
       TW_TEST(vjp_matches_finite_differences_ground),

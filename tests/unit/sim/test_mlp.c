@@ -167,6 +167,50 @@ static void bad_arguments(void **state) {
   assert_null(b);
 }
 
+/* linearize + pullback is step_vjp at the same point, to the bit, for the
+ * MLP (which keeps its recorded network) and for a block without the pair
+ * (the fallback); misuse is an error, not a stale gradient. */
+static void linearize_then_pullback(void **state) {
+  (void)state;
+  size_t sizes[3] = {4, 5, 3};
+  tw_activation acts[2] = {TW_ACT_TANH, TW_ACT_TANH};
+  tw_block *b = make(2, sizes, acts);
+  const tw_block_desc *d = tw_block_describe(b);
+  double th[64], u[4] = {0.3, -0.7, 1.1, 0.2}, gy[3] = {0.5, -2, 0.25};
+  double y1[3], y2[3], g1[64], g2[64], gu1[4], gu2[4];
+  assert_true(d->ntheta <= 64);
+  tw_block_default_params(b, th, NULL);
+  for (size_t i = 0; i < d->ntheta; i++)
+    g1[i] = g2[i] = 0.5;
+  tw_step_args a = {0.1, 0.01, 7, NULL, u, th, NULL, y1};
+  assert_int_equal(tw_block_step(b, &a, NULL), TW_OK);
+  tw_vjp_args v = {0.1, 0.01, 7, NULL, u, th, NULL, gy, NULL, gu1, g1, NULL};
+  assert_int_equal(tw_block_step_vjp(b, &v, NULL), TW_OK);
+  a.y = y2;
+  assert_int_equal(tw_block_linearize(b, &a, NULL), TW_OK);
+  assert_memory_equal(y1, y2, sizeof y1);
+  v.gu = gu2;
+  v.gtheta = g2;
+  assert_int_equal(tw_block_pullback(b, &v, NULL), TW_OK);
+  assert_memory_equal(gu1, gu2, sizeof gu1);
+  assert_memory_equal(g1, g2, d->ntheta * sizeof(double));
+
+  tw_err err;
+  tw_err_init(&err); /* used up by the pullback */
+  assert_int_equal(tw_block_pullback(b, &v, &err), TW_ESTATE);
+  assert_non_null(strstr(err.msg, "'ctrl': pullback without a linearisation"));
+  assert_int_equal(tw_block_linearize(b, &a, NULL), TW_OK);
+  v.k = 8; /* another step */
+  tw_err_init(&err);
+  assert_int_equal(tw_block_pullback(b, &v, &err), TW_EINVAL);
+  assert_non_null(strstr(err.msg, "not at the linearised point (step 7)"));
+  v.k = 7;
+  assert_int_equal(tw_block_linearize(b, &a, NULL), TW_OK);
+  assert_int_equal(tw_block_step(b, &a, NULL), TW_OK); /* forgets it */
+  assert_int_equal(tw_block_pullback(b, &v, NULL), TW_ESTATE);
+  tw_block_free(b);
+}
+
 static int make_round(void) {
   size_t sizes[3] = {3, 4, 2};
   tw_activation acts[2] = {TW_ACT_RELU, TW_ACT_NONE};
@@ -196,6 +240,7 @@ int main(void) {
       TW_TEST(layout_and_defaults),
       TW_TEST(values_match_a_hand_written_network),
       TW_TEST(vjp_matches_finite_differences),
+      TW_TEST(linearize_then_pullback),
       TW_TEST(bad_arguments),
       TW_TEST(allocation_failures),
   };
