@@ -21,5 +21,6 @@
 #include "twin/pool.h"
 #include "twin/sim.h"
 #include "twin/version.h"
+#include "twin/wasm.h"
 
 #endif /* TWIN_TWIN_H */

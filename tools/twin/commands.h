@@ -9,5 +9,7 @@
 extern const cli_cmd cmd_blob_digest;
 extern const cli_cmd cmd_system_info;
 extern const cli_cmd cmd_sim_bench;
+extern const cli_cmd cmd_model_inspect;
+extern const cli_cmd cmd_model_run;
 
 #endif /* TWIN_COMMANDS_H */

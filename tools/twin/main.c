@@ -42,7 +42,7 @@ static const cli_cmd cmd_version = {
 
 /* The table, in the order `twin help` lists it. */
 static const cli_cmd *const commands[] = {&cmd_help,        &cmd_version,
-                                          &cmd_blob_digest, &cmd_sim_bench,
+                                          &cmd_blob_digest, &cmd_sim_bench, &cmd_model_inspect, &cmd_model_run,
                                           &cmd_system_info, NULL};
 
 /* Global options, accepted before the command words. */
