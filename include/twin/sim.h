@@ -36,6 +36,7 @@
 #include "twin/checkpoint.h"
 #include "twin/common.h"
 #include "twin/error.h"
+#include "twin/wasm.h"
 
 TW_EXTERN_C_BEGIN
 
@@ -285,6 +286,13 @@ typedef enum tw_activation {
  * first). Params: for each layer, W_i (row-major [out, in]) then b_i.
  * Default params: Glorot-uniform weights from a fixed seed, zero biases
  * (deterministic). Its VJP runs the AD tape (ad.h). */
+/* A sandboxed model (twin/wasm.h) as a block with its own instance under
+ * limits (may be NULL): ports from its descriptor, differentiable when it
+ * exports tw_step_vjp. A NULL u takes the inputs' defaults. m is borrowed
+ * and must outlive the block. */
+TW_API int tw_sim_wasm_block(tw_wasm_module *m, const tw_wasm_limits *limits,
+                             const char *name, tw_block **out, tw_err *err);
+
 TW_API int tw_sim_mlp_block(size_t nlayers, const size_t *sizes,
                             const tw_activation *acts, uint64_t seed,
                             const char *name, tw_block **out, tw_err *err);

@@ -161,10 +161,7 @@ void tw_wasm_engine_free(tw_wasm_engine *e) {
   tw__wasm_code *c = e->cache;
   while (c != NULL) {
     tw__wasm_code *next = c->next;
-    wasmtime_instance_pre_delete(c->pre);
-    wasmtime_linker_delete(c->linker);
-    wasmtime_module_delete(c->module);
-    tw_free(c);
+    tw__wasm_free_code(c);
     c = next;
   }
   wasm_engine_delete(e->engine);

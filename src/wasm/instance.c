@@ -17,9 +17,6 @@
 #include "twin/log.h"
 #include "wasm_int.h"
 
-const char *tw__wasm_export_name(unsigned i);
-int tw__wasm_probe(tw_wasm_module *m, tw_err *err);
-
 #define WASM_PAGE ((size_t)64 << 10)
 #define MAX_LOG_LINE 1024
 #define MAX_DESCRIPTOR ((size_t)1 << 20)

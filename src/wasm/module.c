@@ -34,7 +34,6 @@ static const struct {
                          false},
 };
 
-const char *tw__wasm_export_name(unsigned i);
 const char *tw__wasm_export_name(unsigned i) { return abi_exports[i].name; }
 
 static const char *kind_name(wasm_externkind_t k) {
@@ -99,7 +98,7 @@ static int check_externs(tw_wasm_module *m, const wasmtime_module_t *mod,
   int rc = TW_OK;
   size_t n = imps.size + exps.size;
   /* One block: the extern records, then their strings (<= 512 each). */
-  m->extern_store = tw_calloc(n ? n : 1, 4 * 256);
+  m->extern_store = tw_calloc(n ? n : 1, (size_t)4 * 256);
   m->imports = tw_calloc(imps.size ? imps.size : 1, sizeof *m->imports);
   m->exports = tw_calloc(exps.size ? exps.size : 1, sizeof *m->exports);
   if (m->extern_store == NULL || m->imports == NULL || m->exports == NULL) {
@@ -281,12 +280,34 @@ static int get_code(tw_wasm_engine *e, tw_wasm_module *m, const char *digest,
   return TW_OK;
 }
 
+/* Unreferenced compiled modules kept for reuse; older ones are dropped. */
+#define CACHE_KEEP 32
+
+void tw__wasm_free_code(tw__wasm_code *c) {
+  wasmtime_instance_pre_delete(c->pre);
+  wasmtime_linker_delete(c->linker);
+  wasmtime_module_delete(c->module);
+  tw_free(c);
+}
+
 static void release_code(tw_wasm_engine *e, tw__wasm_code *c) {
   if (c == NULL)
     return;
+  tw__wasm_code *drop = NULL;
   pthread_mutex_lock(&e->lock);
-  c->refs--; /* compiled code stays cached until the engine goes */
+  c->refs--;
+  /* The list is newest first: keep the CACHE_KEEP newest unreferenced
+   * entries, unlink the next one found beyond them. */
+  unsigned idle = 0;
+  for (tw__wasm_code **pp = &e->cache; *pp != NULL; pp = &(*pp)->next)
+    if ((*pp)->refs == 0 && ++idle > CACHE_KEEP) {
+      drop = *pp;
+      *pp = drop->next;
+      break;
+    }
   pthread_mutex_unlock(&e->lock);
+  if (drop != NULL)
+    tw__wasm_free_code(drop);
 }
 
 void tw_wasm_module_free(tw_wasm_module *m) {
@@ -303,9 +324,6 @@ void tw_wasm_module_free(tw_wasm_module *m) {
   pthread_mutex_unlock(&m->engine->lock);
   tw_free(m);
 }
-
-/* Reads the descriptor through a probe instance under bounded limits. */
-int tw__wasm_probe(tw_wasm_module *m, tw_err *err);
 
 int tw_wasm_module_load(tw_wasm_engine *e, const void *bytes, size_t len,
                         const tw_wasm_module_opts *opts, tw_wasm_module **out,

@@ -95,6 +95,16 @@ struct tw_wasm_instance {
   double *u_default; /* nu: the inputs' defaults (0 where none) */
 };
 
+/* The name of ABI export i (TW__WX_*). */
+const char *tw__wasm_export_name(unsigned i);
+
+/* Reads and checks the descriptor through a probe instance under bounded
+ * limits (instance.c). */
+int tw__wasm_probe(tw_wasm_module *m, tw_err *err);
+
+/* Frees a cache entry (its module, linker and pre-instance). */
+void tw__wasm_free_code(tw__wasm_code *c);
+
 /* Turns a wasmtime error or trap (exactly one non-NULL; both are deleted)
  * into err for a call of what ("tw_step", "instantiation") of the model
  * named name; mem_full tells that linear memory sat at its cap. */

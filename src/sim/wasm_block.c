@@ -1,0 +1,119 @@
+/*
+ * wasm_block.c - a sandboxed model (src/wasm) as a block: its descriptor
+ * gives the ports, its instance steps, and its tw_step_vjp, when exported,
+ * makes the block differentiable.
+ *
+ * Inputs that the caller leaves NULL take the descriptor's defaults (0
+ * where none), as for an unconnected input in a graph. The block owns one
+ * instance (one store), so it runs on one thread at a time like every
+ * block; the module is borrowed and must outlive the block.
+ */
+#include <string.h>
+
+#include "twin/alloc.h"
+#include "twin/sim.h"
+#include "twin/wasm.h"
+
+typedef struct wasm_block {
+  tw_wasm_module *module;
+  tw_wasm_instance *in;
+  tw_port *ports; /* state, inputs, outputs, params */
+  tw_block_desc desc;
+} wasm_block;
+
+static void wb_free(void *p) {
+  wasm_block *w = p;
+  if (w == NULL)
+    return;
+  tw_wasm_instance_free(w->in);
+  tw_free(w->ports);
+  tw_free(w);
+}
+
+static void wb_describe(const void *p, tw_block_desc *d) {
+  const wasm_block *w = p;
+  *d = w->desc;
+}
+
+static void wb_default_params(const void *p, double *theta) {
+  const wasm_block *w = p;
+  const tw_wasm_desc *d = tw_wasm_module_desc(w->module);
+  size_t off = 0;
+  for (size_t i = 0; i < d->nparams; i++) {
+    const tw_wasm_port *q = &d->params[i];
+    memcpy(theta + off, q->default_, q->size * sizeof(double));
+    off += q->size;
+  }
+}
+
+static int wb_init(void *p, const double *theta, double *x0, tw_err *err) {
+  wasm_block *w = p;
+  return tw_wasm_init(w->in, theta, x0, err);
+}
+
+static int wb_step(void *p, const tw_step_args *a, tw_err *err) {
+  wasm_block *w = p;
+  return tw_wasm_step(w->in, a->t, a->dt, a->x, a->u, a->theta, a->x_next, a->y,
+                      err);
+}
+
+static int wb_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
+  wasm_block *w = p;
+  return tw_wasm_step_vjp(w->in, a->t, a->dt, a->x, a->u, a->theta, a->gx_next,
+                          a->gy, a->gx, a->gu, a->gtheta, err);
+}
+
+static const tw_block_ops wasm_ops = {
+    .kind = "wasm",
+    .describe = wb_describe,
+    .default_params = wb_default_params,
+    .init = wb_init,
+    .step = wb_step,
+    .step_vjp = wb_vjp,
+    .free = wb_free,
+};
+
+static tw_port *copy_ports(tw_port *dst, const tw_wasm_port *src, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    dst[i] = (tw_port){src[i].name, src[i].unit, src[i].size};
+  return dst;
+}
+
+int tw_sim_wasm_block(tw_wasm_module *m, const tw_wasm_limits *limits,
+                      const char *name, tw_block **out, tw_err *err) {
+  if (m == NULL)
+    return tw_err_set(err, TW_EINVAL, "wasm block: module is NULL");
+  const tw_wasm_desc *d = tw_wasm_module_desc(m);
+  wasm_block *w = tw_calloc(1, sizeof *w);
+  size_t nports = d->nstate + d->ninputs + d->noutputs + d->nparams;
+  if (w != NULL)
+    w->ports = tw_calloc(nports ? nports : 1, sizeof *w->ports);
+  if (w == NULL || w->ports == NULL) {
+    wb_free(w);
+    return tw_err_set(err, TW_ENOMEM, "wasm block: out of memory");
+  }
+  w->module = m;
+  int rc = tw_wasm_instance_new(m, limits, &w->in, err);
+  if (rc != TW_OK) {
+    wb_free(w);
+    return rc;
+  }
+  tw_block_desc *bd = &w->desc;
+  bd->kind = "wasm";
+  bd->state = copy_ports(w->ports, d->state, d->nstate);
+  bd->inputs = copy_ports(w->ports + d->nstate, d->inputs, d->ninputs);
+  bd->outputs =
+      copy_ports(w->ports + d->nstate + d->ninputs, d->outputs, d->noutputs);
+  bd->params = copy_ports(w->ports + d->nstate + d->ninputs + d->noutputs,
+                          d->params, d->nparams);
+  bd->nstate = d->nstate;
+  bd->ninputs = d->ninputs;
+  bd->noutputs = d->noutputs;
+  bd->nparams = d->nparams;
+  bd->nx = d->nx;
+  bd->nu = d->nu;
+  bd->ny = d->ny;
+  bd->ntheta = d->ntheta;
+  bd->differentiable = d->differentiable;
+  return tw_block_new(&wasm_ops, w, name != NULL ? name : d->name, out, err);
+}
