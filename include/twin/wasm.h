@@ -41,10 +41,13 @@ TW_EXTERN_C_BEGIN
 enum {
   TW_WASM_FUEL = 1u << 0,  /* deterministic instruction budget */
   TW_WASM_EPOCH = 1u << 1, /* wall-clock deadline, cheap */
+  TW_WASM_UNMETERED = 1u << 2, /* neither: no limit can stop a guest that
+                                  loops; for benchmarks and trusted code */
 };
 
 typedef struct tw_wasm_engine_opts {
-  unsigned meters;        /* TW_WASM_FUEL | TW_WASM_EPOCH (0: default both) */
+  unsigned meters; /* TW_WASM_FUEL | TW_WASM_EPOCH (0: both), or
+                     TW_WASM_UNMETERED */
   size_t max_memory;      /* per-instance linear memory cap, bytes; also the
                              memory reservation (0: 64 MiB) */
   size_t max_stack;       /* wasm stack limit, bytes (0: 512 KiB) */

@@ -48,8 +48,11 @@ static void *ticker_main(void *arg) {
 static int check_opts(tw_wasm_engine_opts *o, tw_err *err) {
   if (o->meters == 0)
     o->meters = TW_WASM_FUEL | TW_WASM_EPOCH;
-  if ((o->meters & ~(unsigned)(TW_WASM_FUEL | TW_WASM_EPOCH)) != 0)
-    return tw_err_set(err, TW_EINVAL, "wasm: unknown meter flags 0x%x",
+  if (o->meters == TW_WASM_UNMETERED)
+    o->meters = 0;
+  else if ((o->meters & ~(unsigned)(TW_WASM_FUEL | TW_WASM_EPOCH)) != 0)
+    return tw_err_set(err, TW_EINVAL,
+                      "wasm: meter flags 0x%x are not FUEL|EPOCH or UNMETERED",
                       o->meters);
   if (o->max_memory == 0)
     o->max_memory = DEFAULT_MAX_MEMORY;

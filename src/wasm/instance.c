@@ -265,7 +265,11 @@ static int instantiate(tw_wasm_instance *in, bool probe, tw_err *err) {
   if (rc != TW_OK)
     return rc;
   note_memory(in);
-  return TW_OK;
+  if (in->has_fn[TW__WX_INITIALIZE]) { /* a WASI reactor's constructors */
+    wasmtime_val_raw_t v[1];
+    rc = call(in, TW__WX_INITIALIZE, v, 1, err);
+  }
+  return rc;
 }
 
 static int alloc_buffers(tw_wasm_instance *in, tw_err *err) {

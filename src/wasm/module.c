@@ -32,6 +32,7 @@ static const struct {
                          "(f64, f64, i32, i32, i32, i32, i32, i32, i32, "
                          "i32) -> i32",
                          false},
+    [TW__WX_INITIALIZE] = {"_initialize", "() -> ()", false},
 };
 
 const char *tw__wasm_export_name(unsigned i) { return abi_exports[i].name; }

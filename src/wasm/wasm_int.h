@@ -22,7 +22,9 @@ enum {
   TW__WX_ALLOC,
   TW__WX_INIT,
   TW__WX_STEP,
-  TW__WX_STEP_VJP, /* optional */
+  TW__WX_STEP_VJP,   /* optional */
+  TW__WX_INITIALIZE, /* optional: the WASI reactor's _initialize, called
+                        once after instantiation */
   TW__WX_COUNT
 };
 
