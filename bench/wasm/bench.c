@@ -319,10 +319,11 @@ static void bench_call(const char *dir) {
       rl[rep] = (t2 - t1) / (n / 10) / 1e3;
     }
   }
-  printf("{\"bench\":\"wasm_instantiate\",\"impl\":\"wasm\",\"pooled\":true,"
-         "\"what\":\"tw_wasm_instance_new + free (store, instance, _initialize, "
-         "5 guest tw_alloc calls)\",\"us\":%.2f}\n",
-         median(ri, REPS));
+  printf(
+      "{\"bench\":\"wasm_instantiate\",\"impl\":\"wasm\",\"pooled\":true,"
+      "\"what\":\"tw_wasm_instance_new + free (store, instance, _initialize, "
+      "5 guest tw_alloc calls)\",\"us\":%.2f}\n",
+      median(ri, REPS));
   printf("{\"bench\":\"wasm_load_cached\",\"impl\":\"wasm\",\"what\":"
          "\"tw_wasm_module_load of a cached module (hash, checks, probe "
          "instance, descriptor parse)\",\"us\":%.2f}\n",

@@ -39,22 +39,26 @@ TW_EXTERN_C_BEGIN
 /* What the compiled code is instrumented with (both may be on; each costs
  * a little on every call, see bench/wasm). */
 enum {
-  TW_WASM_FUEL = 1u << 0,  /* deterministic instruction budget */
-  TW_WASM_EPOCH = 1u << 1, /* wall-clock deadline, cheap */
+  TW_WASM_FUEL = 1u << 0,      /* deterministic instruction budget */
+  TW_WASM_EPOCH = 1u << 1,     /* wall-clock deadline, cheap */
   TW_WASM_UNMETERED = 1u << 2, /* neither: no limit can stop a guest that
                                   loops; for benchmarks and trusted code */
 };
 
 typedef struct tw_wasm_engine_opts {
-  unsigned meters; /* TW_WASM_FUEL | TW_WASM_EPOCH (0: both), or
-                     TW_WASM_UNMETERED */
-  size_t max_memory;      /* per-instance linear memory cap, bytes; also the
-                             memory reservation (0: 64 MiB) */
-  size_t max_stack;       /* wasm stack limit, bytes (0: 512 KiB) */
-  size_t max_module_size; /* bytes accepted by tw_wasm_module_load
-                             (0: 32 MiB) */
-  uint32_t pool_size;     /* pooling-allocator instance slots (0: 64) */
-  uint32_t epoch_tick_us; /* epoch ticker period (0: 1000) */
+  unsigned meters;          /* TW_WASM_FUEL | TW_WASM_EPOCH (0: both), or
+                              TW_WASM_UNMETERED */
+  size_t max_memory;        /* per-instance linear memory cap, bytes; also the
+                               memory reservation (0: 64 MiB) */
+  size_t max_stack;         /* wasm stack limit, bytes (0: 512 KiB) */
+  size_t max_module_size;   /* bytes accepted by tw_wasm_module_load
+                               (0: 32 MiB) */
+  size_t max_function_size; /* largest function body accepted, bytes
+                               (0: 256 KiB): compile time and memory grow
+                               with it */
+  size_t max_functions;     /* functions in a module (0: 100000) */
+  uint32_t pool_size;       /* pooling-allocator instance slots (0: 64) */
+  uint32_t epoch_tick_us;   /* epoch ticker period (0: 1000) */
 } tw_wasm_engine_opts;
 
 typedef struct tw_wasm_engine tw_wasm_engine;
@@ -65,6 +69,9 @@ TW_API int tw_wasm_engine_new(tw_ctx *ctx, const tw_wasm_engine_opts *opts,
                               tw_wasm_engine **out, tw_err *err);
 /* All modules and instances must be freed first. NULL ok. */
 TW_API void tw_wasm_engine_free(tw_wasm_engine *e);
+/* Drops the compiled code of modules no handle refers to (the cache keeps
+ * the 32 most recent otherwise). Thread-safe. */
+TW_API void tw_wasm_engine_trim(tw_wasm_engine *e);
 
 /* --- Modules and the model descriptor ----------------------------------- */
 

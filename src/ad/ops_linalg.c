@@ -19,12 +19,101 @@
  *
  * Each BLAS routine is reached through one dtype dispatcher (gemm, gemv,
  * ger) that picks the d- or s- variant, so the operators are written once.
+ *
+ * TW_AD_NO_BLAS (a compile-time switch, set by the model SDK when it
+ * compiles src/ad for wasm32, where there is no cblas and no pthread)
+ * replaces the three dispatchers by plain loops with the same contract
+ * (accumulate into the output, alpha = beta = 1, row-major, the same
+ * transposes) and a fixed summation order, so results stay deterministic.
+ * The native build never sets it.
  */
-#include <cblas.h>
 #include <limits.h>
-#include <pthread.h>
 
 #include "ad_int.h"
+
+#ifdef TW_AD_NO_BLAS
+
+/* The two transposes the operators use, named as in cblas.h. */
+enum CBLAS_TRANSPOSE { CblasNoTrans = 111, CblasTrans = 112 };
+
+static void blas_init(void) {}
+
+/* Index of element (i, j) of op(M), M stored row-major with ld columns. */
+static size_t op_index(enum CBLAS_TRANSPOSE t, size_t i, size_t j, size_t ld) {
+  return t == CblasNoTrans ? i * ld + j : j * ld + i;
+}
+
+/* C[m,n] += op(A)[m,k] op(B)[k,n]; each dot product summed in p order. */
+#define LOOP_GEMM(T)                                                           \
+  do {                                                                         \
+    const T *A = a, *B = b;                                                    \
+    T *C = c;                                                                  \
+    for (size_t i = 0; i < m; i++)                                             \
+      for (size_t j = 0; j < n; j++) {                                         \
+        T acc = 0;                                                             \
+        for (size_t p = 0; p < k; p++)                                         \
+          acc += A[op_index(ta, i, p, lda)] * B[op_index(tb, p, j, ldb)];      \
+        C[i * n + j] += acc;                                                   \
+      }                                                                        \
+  } while (0)
+
+static void gemm(tw_dtype dt, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
+                 size_t m, size_t n, size_t k, const void *a, const void *b,
+                 void *c) {
+  size_t lda = ta == CblasNoTrans ? k : m;
+  size_t ldb = tb == CblasNoTrans ? n : k;
+  if (dt == TW_F64)
+    LOOP_GEMM(double);
+  else
+    LOOP_GEMM(float);
+}
+
+/* y += op(A) x with A stored [m,n] row-major (y has m elements for
+ * CblasNoTrans, n for CblasTrans). */
+#define LOOP_GEMV(T)                                                           \
+  do {                                                                         \
+    const T *A = a, *X = x;                                                    \
+    T *Y = y;                                                                  \
+    size_t rows = ta == CblasNoTrans ? m : n,                                  \
+           cols = ta == CblasNoTrans ? n : m;                                  \
+    for (size_t i = 0; i < rows; i++) {                                        \
+      T acc = 0;                                                               \
+      for (size_t j = 0; j < cols; j++)                                        \
+        acc += A[op_index(ta, i, j, n)] * X[j];                                \
+      Y[i] += acc;                                                             \
+    }                                                                          \
+  } while (0)
+
+static void gemv(tw_dtype dt, enum CBLAS_TRANSPOSE ta, size_t m, size_t n,
+                 const void *a, const void *x, void *y) {
+  if (dt == TW_F64)
+    LOOP_GEMV(double);
+  else
+    LOOP_GEMV(float);
+}
+
+/* A[m,n] += x y^T. */
+#define LOOP_GER(T)                                                            \
+  do {                                                                         \
+    const T *X = x, *Y = y;                                                    \
+    T *A = a;                                                                  \
+    for (size_t i = 0; i < m; i++)                                             \
+      for (size_t j = 0; j < n; j++)                                           \
+        A[i * n + j] += X[i] * Y[j];                                           \
+  } while (0)
+
+static void ger(tw_dtype dt, size_t m, size_t n, const void *x, const void *y,
+                void *a) {
+  if (dt == TW_F64)
+    LOOP_GER(double);
+  else
+    LOOP_GER(float);
+}
+
+#else /* cblas */
+
+#include <cblas.h>
+#include <pthread.h>
 
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 
@@ -69,6 +158,8 @@ static void ger(tw_dtype dt, size_t m, size_t n, const void *x, const void *y,
   else
     cblas_sger(CblasRowMajor, bm, bn, 1.0f, x, 1, y, 1, a, bn);
 }
+
+#endif /* TW_AD_NO_BLAS */
 
 /* The adjoint buffer of t, or NULL after reporting TW_ENOMEM for op. */
 static void *grad_of(tw_tape *tape, const char *op, tw_tensor *t, tw_err *err) {

@@ -114,8 +114,16 @@ int tw_err_sys_record(tw_err *e, int sys_errno, const char *fmt, ...) {
   va_end(ap);
   size_t len = strlen(e->msg);
   char sysmsg[256];
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
   /* The GNU strerror_r returns a pointer that may not be sysmsg. */
   const char *text = strerror_r(sys_errno, sysmsg, sizeof sysmsg);
+#else
+  /* The XSI strerror_r (musl; wasi-libc, where the model SDK compiles this
+   * file for wasm32) fills sysmsg and returns 0. */
+  const char *text = strerror_r(sys_errno, sysmsg, sizeof sysmsg) == 0
+                         ? sysmsg
+                         : "unknown error";
+#endif
   int n = snprintf(e->msg + len, sizeof e->msg - len, ": %s", text);
   if (n < 0 || (size_t)n >= sizeof e->msg - len)
     mark_truncated(e);

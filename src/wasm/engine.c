@@ -30,13 +30,16 @@
 
 static void *ticker_main(void *arg) {
   tw_wasm_engine *e = arg;
+  /* Ticks on an absolute schedule, so late wake-ups do not add up; after a
+   * long stall (a suspended process) it catches up one tick at a time. */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t next = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
   pthread_mutex_lock(&e->lock);
   while (!e->stopping) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)e->opts.epoch_tick_us * 1000;
-    ts.tv_sec += (time_t)(ns / 1000000000u);
-    ts.tv_nsec = (long)(ns % 1000000000u);
+    next += (uint64_t)e->opts.epoch_tick_us * 1000;
+    ts.tv_sec = (time_t)(next / 1000000000u);
+    ts.tv_nsec = (long)(next % 1000000000u);
     int rc = pthread_cond_timedwait(&e->stop_cond, &e->lock, &ts);
     if (rc == ETIMEDOUT)
       wasmtime_engine_increment_epoch(e->engine);
@@ -62,6 +65,10 @@ static int check_opts(tw_wasm_engine_opts *o, tw_err *err) {
     o->max_module_size = DEFAULT_MAX_MODULE;
   if (o->pool_size == 0)
     o->pool_size = DEFAULT_POOL;
+  if (o->max_function_size == 0)
+    o->max_function_size = (size_t)256 << 10;
+  if (o->max_functions == 0)
+    o->max_functions = 100000;
   if (o->epoch_tick_us == 0)
     o->epoch_tick_us = DEFAULT_TICK_US;
   if (o->max_memory < WASM_PAGE || o->max_memory > ((size_t)4 << 30))
@@ -120,7 +127,8 @@ int tw_wasm_engine_new(tw_ctx *ctx, const tw_wasm_engine_opts *opts,
   wasmtime_pooling_allocation_config_max_memory_size_set(pool, o.max_memory);
   wasmtime_pooling_allocation_config_max_memories_per_module_set(pool, 1);
   wasmtime_pooling_allocation_config_max_tables_per_module_set(pool, 1);
-  wasmtime_pooling_allocation_config_table_elements_set(pool, 65536);
+  wasmtime_pooling_allocation_config_table_elements_set(pool,
+                                                        TW__WASM_MAX_TABLE);
   wasmtime_pooling_allocation_config_max_unused_warm_slots_set(
       pool, o.pool_size < 16 ? o.pool_size : 16);
   wasmtime_pooling_allocation_strategy_set(cfg, pool);
@@ -212,57 +220,86 @@ static const char *trap_text(wasmtime_trap_code_t code, int *tw_code) {
   }
 }
 
-/* The first line of a wasmtime message, at most cap - 1 bytes. */
-static void first_line(const wasm_name_t *msg, char *out, size_t cap) {
-  size_t n = msg->size;
-  const char *s = msg->data;
-  for (size_t i = 0; i < n; i++)
-    if (s[i] == '\n') {
-      n = i;
+/* The most telling line of a wasmtime message, at most cap - 1 bytes: the
+ * first line after "Caused by:" when there is one (wasmtime puts the
+ * cause of a host-side failure there, after a backtrace), else the first
+ * line. Control bytes are replaced. */
+static void main_line(const wasm_name_t *msg, char *out, size_t cap) {
+  const char *s = msg->data, *end = s + msg->size;
+  static const char caused[] = "Caused by:";
+  for (const char *p = s; p + sizeof caused - 1 <= end; p++)
+    if (memcmp(p, caused, sizeof caused - 1) == 0) {
+      s = p + sizeof caused - 1;
+      while (s < end && (*s == '\n' || *s == ' ' || *s == '\r'))
+        s++;
+      if (s + 3 <= end && s[0] >= '0' && s[0] <= '9' && s[1] == ':')
+        s += 2; /* "0: cause" */
+      while (s < end && *s == ' ')
+        s++;
       break;
     }
-  if (n >= cap)
-    n = cap - 1;
-  memcpy(out, s, n);
+  size_t n = 0;
+  while (s + n < end && s[n] != '\n' && n + 1 < cap)
+    n++;
+  for (size_t i = 0; i < n; i++)
+    out[i] = (unsigned char)s[i] < 0x20 ? ' ' : s[i];
   out[n] = '\0';
 }
 
 int tw__wasm_fail(const char *name, const char *what, wasmtime_error_t *e,
-                  wasm_trap_t *trap, bool mem_full, tw_err *err) {
+                  wasm_trap_t *trap, unsigned flags, tw_err *err) {
   char detail[512] = "";
   int code = TW_ETRAP;
-  const char *kind = "trap";
+  const char *kind = NULL;
   wasmtime_trap_code_t tc;
   wasm_name_t msg = {0, NULL};
+  int exit_status = 0;
+  bool exited = false;
   if (trap != NULL) {
+    kind = "trap";
     if (wasmtime_trap_code(trap, &tc))
       kind = trap_text(tc, &code);
     wasm_trap_message(trap, &msg);
     wasm_trap_delete(trap);
   } else if (e != NULL) {
+    exited = wasmtime_error_exit_status(e, &exit_status);
     wasmtime_error_message(e, &msg);
     wasmtime_error_delete(e);
-    code = TW_EVALIDATE;
-    kind = NULL;
+    code = (flags & TW__FAIL_CALL) != 0      ? TW_ETRAP
+           : (flags & TW__FAIL_COMPILE) != 0 ? TW_EPARSE
+                                             : TW_EVALIDATE;
   }
+  bool pooling = false;
+  for (size_t i = 0; msg.data != NULL && i + 17 <= msg.size; i++)
+    if (memcmp(msg.data + i, "pooling allocator", 17) == 0)
+      pooling = true;
   if (msg.data != NULL) {
-    first_line(&msg, detail, sizeof detail);
+    main_line(&msg, detail, sizeof detail);
     wasm_byte_vec_delete(&msg);
   }
+  if (exited)
+    return tw_err_set(err, TW_ETRAP,
+                      "model '%s': %s: the model exited "
+                      "(WASI proc_exit(%d))",
+                      name, what, exit_status);
   if (kind == NULL) {
-    /* Instantiation-time resource failures are limits, not ABI faults. */
-    if (strstr(detail, "memory") != NULL &&
-        (strstr(detail, "limit") != NULL || strstr(detail, "exceed") != NULL ||
-         strstr(detail, "minimum") != NULL))
-      return tw_err_set(err, TW_ELIMIT, "model '%s': %s: memory limit (%s)",
-                        name, what, detail);
-    if (strstr(detail, "concurrent") != NULL || strstr(detail, "pool") != NULL)
+    if ((flags & TW__FAIL_COMPILE) != 0 && !pooling)
+      return tw_err_set(err, TW_EPARSE, "invalid WebAssembly module: %s",
+                        detail);
+    if (pooling ||
+        (strstr(detail, "memory") != NULL &&
+         (strstr(detail, "limit") != NULL || strstr(detail, "exceed") != NULL ||
+          strstr(detail, "minimum") != NULL)))
+      return tw_err_set(
+          err, TW_ELIMIT, "model '%s': %s: %s (%s)", name, what,
+          strstr(detail, "memor") != NULL ? "memory limit" : "limit", detail);
+    if (strstr(detail, "concurrent") != NULL)
       return tw_err_set(err, TW_ELIMIT,
                         "model '%s': %s: instance pool exhausted (%s)", name,
                         what, detail);
     return tw_err_set(err, code, "model '%s': %s: %s", name, what, detail);
   }
-  if (mem_full && code == TW_ETRAP)
+  if ((flags & TW__FAIL_MEM_FULL) != 0 && code == TW_ETRAP)
     return tw_err_set(err, TW_ELIMIT,
                       "model '%s': %s: memory limit (linear memory at its "
                       "cap, then: %s)",

@@ -27,7 +27,7 @@
 static const char *model_name(const tw_wasm_module *m) {
   if (m->name != NULL)
     return m->name;
-  return m->desc.name != NULL ? m->desc.name : "(loading)";
+  return m->desc.name != NULL ? m->desc.name : m->short_digest;
 }
 
 /* --- tw_host ------------------------------------------------------------ */
@@ -75,6 +75,43 @@ static wasm_trap_t *host_log(void *env, wasmtime_caller_t *caller,
   return NULL;
 }
 
+/* WASI's poll_oneoff blocks in the host, where no fuel or epoch deadline
+ * can stop it (a guest could sleep past any limit): granted modules get
+ * this one instead, which returns ENOTSUP (58). */
+static wasm_trap_t *host_poll_oneoff(void *env, wasmtime_caller_t *caller,
+                                     const wasmtime_val_t *args, size_t nargs,
+                                     wasmtime_val_t *results, size_t nresults) {
+  (void)env, (void)caller, (void)args, (void)nargs;
+  if (nresults == 1) {
+    results[0].kind = WASMTIME_I32;
+    results[0].of.i32 = 58;
+  }
+  return NULL;
+}
+
+int tw__wasm_define_wasi(wasmtime_linker_t *linker, tw_err *err) {
+  wasmtime_error_t *we = wasmtime_linker_define_wasi(linker);
+  if (we != NULL)
+    return tw__wasm_fail("?", "linking WASI", we, NULL, 0, err);
+  wasmtime_linker_allow_shadowing(linker, true);
+  wasm_valtype_vec_t params, results;
+  wasm_valtype_t *ps[4] = {
+      wasm_valtype_new(WASM_I32), wasm_valtype_new(WASM_I32),
+      wasm_valtype_new(WASM_I32), wasm_valtype_new(WASM_I32)};
+  wasm_valtype_t *rs[1] = {wasm_valtype_new(WASM_I32)};
+  wasm_valtype_vec_new(&params, 4, ps);
+  wasm_valtype_vec_new(&results, 1, rs);
+  wasm_functype_t *ft = wasm_functype_new(&params, &results);
+  we = wasmtime_linker_define_func(linker, "wasi_snapshot_preview1", 22,
+                                   "poll_oneoff", 11, ft, host_poll_oneoff,
+                                   NULL, NULL);
+  wasm_functype_delete(ft);
+  wasmtime_linker_allow_shadowing(linker, false);
+  if (we != NULL)
+    return tw__wasm_fail("?", "linking WASI", we, NULL, 0, err);
+  return TW_OK;
+}
+
 int tw__wasm_define_host(tw_wasm_engine *e, wasmtime_linker_t *linker,
                          tw_err *err) {
   wasm_valtype_vec_t params, results;
@@ -88,7 +125,7 @@ int tw__wasm_define_host(tw_wasm_engine *e, wasmtime_linker_t *linker,
       linker, "tw_host", 7, "log", 3, ft, host_log, e, NULL);
   wasm_functype_delete(ft);
   if (we != NULL)
-    return tw__wasm_fail("?", "defining tw_host.log", we, NULL, false, err);
+    return tw__wasm_fail("?", "defining tw_host.log", we, NULL, 0, err);
   return TW_OK;
 }
 
@@ -129,8 +166,8 @@ static int arm(tw_wasm_instance *in, uint64_t fuel, uint32_t timeout_ms,
     wasmtime_error_t *we =
         wasmtime_context_set_fuel(in->cx, fuel ? fuel : UINT64_MAX);
     if (we != NULL)
-      return tw__wasm_fail(model_name(in->module), "setting fuel", we, NULL,
-                           false, err);
+      return tw__wasm_fail(model_name(in->module), "setting fuel", we, NULL, 0,
+                           err);
   }
   if ((e->opts.meters & TW_WASM_EPOCH) != 0) {
     uint64_t ticks = (uint64_t)1 << 40;
@@ -172,8 +209,9 @@ static int call(tw_wasm_instance *in, unsigned fn, wasmtime_val_raw_t *vals,
   note_memory(in);
   if (we != NULL || trap != NULL) {
     in->poisoned = true;
-    return tw__wasm_fail(model_name(in->module), tw__wasm_export_name(fn), we,
-                         trap, mem_full(in), err);
+    return tw__wasm_fail(
+        model_name(in->module), tw__wasm_export_name(fn), we, trap,
+        TW__FAIL_CALL | (mem_full(in) ? TW__FAIL_MEM_FULL : 0), err);
   }
   return TW_OK;
 }
@@ -217,11 +255,13 @@ static int guest_alloc(tw_wasm_instance *in, size_t n, uint32_t *out,
   if (rc != TW_OK)
     return rc;
   uint32_t p = (uint32_t)v[0].i32;
-  if (p == 0)
-    return tw_err_set(err, mem_full(in) ? TW_ELIMIT : TW_ETRAP,
+  if (p == 0) {
+    bool cap = mem_size(in) + bytes > in->limits.max_memory;
+    return tw_err_set(err, cap ? TW_ELIMIT : TW_ETRAP,
                       "model '%s': tw_alloc(%zu) failed%s",
                       model_name(in->module), bytes,
-                      mem_full(in) ? " (memory limit)" : "");
+                      cap ? " (memory limit: it would pass the cap)" : "");
+  }
   if (guest_array(in, p, n ? n : 1) == NULL)
     return tw_err_set(err, TW_EVALIDATE,
                       "model '%s': tw_alloc(%zu) returned %" PRIu32
@@ -247,8 +287,7 @@ static int instantiate(tw_wasm_instance *in, bool probe, tw_err *err) {
       return tw_err_set(err, TW_ENOMEM, "wasm: out of memory");
     wasmtime_error_t *we = wasmtime_context_set_wasi(in->cx, wc);
     if (we != NULL)
-      return tw__wasm_fail(model_name(m), "configuring WASI", we, NULL, false,
-                           err);
+      return tw__wasm_fail(model_name(m), "configuring WASI", we, NULL, 0, err);
   }
   uint64_t fuel = probe ? PROBE_FUEL : in->limits.fuel;
   uint32_t tmo = probe ? PROBE_TIMEOUT_MS : in->limits.timeout_ms;
@@ -259,8 +298,8 @@ static int instantiate(tw_wasm_instance *in, bool probe, tw_err *err) {
   wasmtime_error_t *we =
       wasmtime_instance_pre_instantiate(m->code->pre, in->cx, &in->inst, &trap);
   if (we != NULL || trap != NULL)
-    return tw__wasm_fail(model_name(m), "instantiation (start function)", we,
-                         trap, false, err);
+    return tw__wasm_fail(model_name(m), "instantiation", we, trap,
+                         TW__FAIL_CALL, err);
   rc = get_exports(in, err);
   if (rc != TW_OK)
     return rc;
@@ -394,8 +433,10 @@ int tw_wasm_instance_reset(tw_wasm_instance *in, tw_err *err) {
   int rc = instantiate(in, false, err);
   if (rc == TW_OK)
     rc = alloc_buffers(in, err);
-  if (rc != TW_OK)
+  if (rc != TW_OK) {
+    teardown(in); /* no handle into a half-made store survives */
     in->poisoned = true;
+  }
   return rc;
 }
 
@@ -447,10 +488,22 @@ static int get(tw_wasm_instance *in, unsigned b, double *dst, size_t n,
   return TW_OK;
 }
 
+/* A trapped instance (or one whose reset failed) is not touched again:
+ * its store may be gone. */
+static int usable(const tw_wasm_instance *in, tw_err *err) {
+  if (in->poisoned || in->store == NULL)
+    return tw_err_set(err, TW_ESTATE,
+                      "model '%s': the instance trapped earlier; reset it",
+                      model_name(in->module));
+  return TW_OK;
+}
+
 int tw_wasm_init(tw_wasm_instance *in, const double *theta, double *x0,
                  tw_err *err) {
   const tw_wasm_desc *d = &in->module->desc;
-  int rc = put(in, TW__WB_THETA, theta, NULL, d->ntheta, err);
+  int rc = usable(in, err);
+  if (rc == TW_OK)
+    rc = put(in, TW__WB_THETA, theta, NULL, d->ntheta, err);
   wasmtime_val_raw_t v[2];
   v[0].i32 = (int32_t)in->buf[TW__WB_THETA];
   v[1].i32 = (int32_t)in->buf[TW__WB_XN];
@@ -467,7 +520,9 @@ int tw_wasm_step(tw_wasm_instance *in, double t, double dt, const double *x,
                  const double *u, const double *theta, double *x_next,
                  double *y, tw_err *err) {
   const tw_wasm_desc *d = &in->module->desc;
-  int rc = put(in, TW__WB_X, x, NULL, d->nx, err);
+  int rc = usable(in, err);
+  if (rc == TW_OK)
+    rc = put(in, TW__WB_X, x, NULL, d->nx, err);
   if (rc == TW_OK)
     rc = put(in, TW__WB_U, u, in->u_default, d->nu, err);
   if (rc == TW_OK)
@@ -501,7 +556,9 @@ int tw_wasm_step_vjp(tw_wasm_instance *in, double t, double dt, const double *x,
     return tw_err_set(err, TW_ENOTSUP,
                       "model '%s' is not differentiable (no tw_step_vjp)",
                       model_name(m));
-  int rc = put(in, TW__WB_X, x, NULL, d->nx, err);
+  int rc = usable(in, err);
+  if (rc == TW_OK)
+    rc = put(in, TW__WB_X, x, NULL, d->nx, err);
   if (rc == TW_OK)
     rc = put(in, TW__WB_U, u, in->u_default, d->nu, err);
   if (rc == TW_OK)

@@ -224,18 +224,9 @@ static int get_code(tw_wasm_engine *e, tw_wasm_module *m, const char *digest,
 
   wasmtime_module_t *mod = NULL;
   wasmtime_error_t *we = wasmtime_module_new(e->engine, bytes, len, &mod);
-  if (we != NULL) {
-    wasm_name_t msg;
-    wasmtime_error_message(we, &msg);
-    char detail[512];
-    size_t n = msg.size < sizeof detail - 1 ? msg.size : sizeof detail - 1;
-    for (size_t i = 0; i < n; i++)
-      detail[i] = msg.data[i] == '\n' ? ' ' : msg.data[i];
-    detail[n] = '\0';
-    wasm_byte_vec_delete(&msg);
-    wasmtime_error_delete(we);
-    return tw_err_set(err, TW_EPARSE, "invalid WebAssembly module: %s", detail);
-  }
+  if (we != NULL)
+    return tw__wasm_fail(m->short_digest, "compiling", we, NULL,
+                         TW__FAIL_COMPILE, err);
   int rc = check_externs(m, mod, wasi, e->opts.max_memory, err);
   wasmtime_linker_t *linker = NULL;
   wasmtime_instance_pre_t *pre = NULL;
@@ -246,15 +237,12 @@ static int get_code(tw_wasm_engine *e, tw_wasm_module *m, const char *digest,
   }
   if (rc == TW_OK)
     rc = tw__wasm_define_host(e, linker, err);
-  if (rc == TW_OK && wasi) {
-    we = wasmtime_linker_define_wasi(linker);
-    if (we != NULL)
-      rc = tw__wasm_fail("?", "linking WASI", we, NULL, false, err);
-  }
+  if (rc == TW_OK && wasi)
+    rc = tw__wasm_define_wasi(linker, err);
   if (rc == TW_OK) {
     we = wasmtime_linker_instantiate_pre(linker, mod, &pre);
     if (we != NULL)
-      rc = tw__wasm_fail("?", "linking", we, NULL, false, err);
+      rc = tw__wasm_fail("?", "linking", we, NULL, 0, err);
   }
   tw__wasm_code *c = NULL;
   if (rc == TW_OK && (c = tw_calloc(1, sizeof *c)) == NULL)
@@ -311,6 +299,27 @@ static void release_code(tw_wasm_engine *e, tw__wasm_code *c) {
     tw__wasm_free_code(drop);
 }
 
+void tw_wasm_engine_trim(tw_wasm_engine *e) {
+  tw__wasm_code *drop = NULL;
+  pthread_mutex_lock(&e->lock);
+  for (tw__wasm_code **pp = &e->cache; *pp != NULL;) {
+    tw__wasm_code *c = *pp;
+    if (c->refs == 0) {
+      *pp = c->next;
+      c->next = drop;
+      drop = c;
+    } else {
+      pp = &c->next;
+    }
+  }
+  pthread_mutex_unlock(&e->lock);
+  while (drop != NULL) {
+    tw__wasm_code *next = drop->next;
+    tw__wasm_free_code(drop);
+    drop = next;
+  }
+}
+
 void tw_wasm_module_free(tw_wasm_module *m) {
   if (m == NULL)
     return;
@@ -347,8 +356,13 @@ int tw_wasm_module_load(tw_wasm_engine *e, const void *bytes, size_t len,
                       "not a core WebAssembly module (version bytes %02x "
                       "%02x %02x %02x; components are not models)",
                       b[4], b[5], b[6], b[7]);
+  tw__wasm_caps caps = {e->opts.max_function_size, e->opts.max_functions,
+                        e->opts.max_memory, TW__WASM_MAX_TABLE};
+  int rc = tw__wasm_scan(b, len, &caps, err);
+  if (rc != TW_OK)
+    return rc;
   char digest[72] = "sha256:";
-  int rc = tw_sha256_hex(bytes, len, digest + 7);
+  rc = tw_sha256_hex(bytes, len, digest + 7);
   if (rc != TW_OK)
     return tw_err_set(err, rc, "wasm: cannot hash the module");
   tw_wasm_module *m = tw_calloc(1, sizeof *m);
@@ -356,6 +370,7 @@ int tw_wasm_module_load(tw_wasm_engine *e, const void *bytes, size_t len,
     return tw_err_set(err, TW_ENOMEM, "wasm: out of memory");
   m->engine = e;
   m->size = len;
+  (void)snprintf(m->short_digest, sizeof m->short_digest, "%.19s", digest);
   pthread_mutex_lock(&e->lock);
   e->nmodules++;
   pthread_mutex_unlock(&e->lock);

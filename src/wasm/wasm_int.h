@@ -57,6 +57,8 @@ struct tw_wasm_module {
   tw_wasm_engine *engine;
   tw__wasm_code *code;
   char *name;
+  char short_digest[24]; /* "sha256:" + 12 hex: the name until the
+                            descriptor gives one */
   size_t size;
   tw_wasm_desc desc;
   bool has_vjp;
@@ -108,10 +110,15 @@ int tw__wasm_probe(tw_wasm_module *m, tw_err *err);
 void tw__wasm_free_code(tw__wasm_code *c);
 
 /* Turns a wasmtime error or trap (exactly one non-NULL; both are deleted)
- * into err for a call of what ("tw_step", "instantiation") of the model
- * named name; mem_full tells that linear memory sat at its cap. */
+ * into err for what ("tw_step", "instantiation") of the model named name.
+ * Flags: TW__FAIL_CALL when guest code was running (a wasmtime error is
+ * then a trap raised by the host side, TW_ETRAP, rather than a link or
+ * configuration failure, TW_EVALIDATE); TW__FAIL_MEM_FULL when linear
+ * memory sat at its cap; TW__FAIL_COMPILE for wasmtime_module_new (an
+ * invalid module: TW_EPARSE). */
+enum { TW__FAIL_CALL = 1u, TW__FAIL_MEM_FULL = 2u, TW__FAIL_COMPILE = 4u };
 int tw__wasm_fail(const char *name, const char *what, wasmtime_error_t *e,
-                  wasm_trap_t *trap, bool mem_full, tw_err *err);
+                  wasm_trap_t *trap, unsigned flags, tw_err *err);
 
 /* Parses and checks the descriptor JSON; fills m->desc (storage in
  * m->desc_store). */
@@ -122,6 +129,26 @@ void tw__wasm_free_desc(tw_wasm_module *m);
 /* The host functions of module tw_host, defined into linker. */
 int tw__wasm_define_host(tw_wasm_engine *e, wasmtime_linker_t *linker,
                          tw_err *err);
+
+/* Table elements an instance may have (pooling allocator slots). */
+#define TW__WASM_MAX_TABLE 65536
+
+/* What tw__wasm_scan holds a module to. */
+typedef struct tw__wasm_caps {
+  size_t max_body, max_functions; /* function bodies: bytes, count */
+  size_t max_memory;              /* initial linear memory, bytes */
+  size_t max_table;               /* initial table elements */
+} tw__wasm_caps;
+
+/* Checks section framing, function body sizes and count, and that the
+ * module's own memory and table fit the caps (one of each at most), before
+ * anything is compiled (scan.c). */
+int tw__wasm_scan(const uint8_t *b, size_t len, const tw__wasm_caps *caps,
+                  tw_err *err);
+
+/* WASI preview 1 into linker, with poll_oneoff (which would block in the
+ * host, past every limit) replaced by one that returns ENOTSUP. */
+int tw__wasm_define_wasi(wasmtime_linker_t *linker, tw_err *err);
 
 /* Signature text "(f64, i32) -> i32" of a function type into out. */
 void tw__wasm_functype_str(const wasm_functype_t *ft, char *out, size_t cap);

@@ -26,6 +26,18 @@ const char *cli_opt_value(const cli_cmd *cmd, const cli_args *args,
   return i < 0 ? NULL : args->values[i];
 }
 
+int cli_opt_values(const cli_cmd *cmd, const cli_args *args, const char *name,
+                   const char **out, int max) {
+  int idx = cli_opt_index(cmd, name), n = 0;
+  for (int i = 0; idx >= 0 && i < args->nocc; i++)
+    if (args->occ_opt[i] == idx) {
+      if (n < max)
+        out[n] = args->occ_value[i];
+      n++;
+    }
+  return n;
+}
+
 static int short_index(const cli_cmd *cmd, char c) {
   for (int i = 0; cmd->opts != NULL && cmd->opts[i].name != NULL; i++)
     if (cmd->opts[i].short_name == c)
@@ -169,14 +181,17 @@ int cli_parse(cli_ctx *cli, const cli_cmd *cmd, int argc, char **argv,
       if (idx < 0)
         return cli_usage_error(cli, cmd, "unknown option '--%s'", name);
     } else {
-      if (a[2] != '\0')
-        return cli_usage_error(cli, cmd, "unknown option '%s'", a);
       idx = short_index(cmd, a[1]);
-      if (idx < 0)
+      /* -Ovalue: attached only to a short option that takes a value. */
+      if (idx < 0 || (a[2] != '\0' && cmd->opts[idx].argname == NULL))
         return cli_usage_error(cli, cmd, "unknown option '%s'", a);
+      inline_val = a[2] != '\0' ? a + 2 : NULL;
       snprintf(name, sizeof name, "%s", cmd->opts[idx].name);
     }
     const cli_opt *o = &cmd->opts[idx];
+    if (args->nocc == CLI_MAX_OCCURRENCES)
+      return cli_usage_error(cli, cmd, "more than %d options",
+                             CLI_MAX_OCCURRENCES);
     if (o->argname == NULL) {
       if (inline_val != NULL)
         return cli_usage_error(cli, cmd, "option '--%s' takes no value", name);
@@ -189,6 +204,8 @@ int cli_parse(cli_ctx *cli, const cli_cmd *cmd, int argc, char **argv,
       return cli_usage_error(cli, cmd, "option '--%s' needs a value (%s)", name,
                              o->argname);
     }
+    args->occ_opt[args->nocc] = idx;
+    args->occ_value[args->nocc++] = args->values[idx];
   }
   if (args->npos < cmd->min_args)
     return cli_usage_error(cli, cmd, "missing argument%s: expected %s",

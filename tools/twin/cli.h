@@ -20,6 +20,7 @@
 enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
 
 #define CLI_MAX_OPTS 16
+#define CLI_MAX_OCCURRENCES 64
 
 typedef struct cli_opt {
   const char *name;    /* long name without dashes, e.g. "json" */
@@ -31,9 +32,15 @@ typedef struct cli_opt {
 typedef struct cli_ctx cli_ctx;
 
 typedef struct cli_args {
-  const char *values[CLI_MAX_OPTS]; /* value, or "" for a set flag, or NULL */
+  const char *values[CLI_MAX_OPTS]; /* value, or "" for a set flag, or NULL;
+                                       the last one when repeated */
   char **pos;                       /* positional arguments (borrowed) */
   int npos;
+  /* Every option given, in command-line order, for options that may be
+   * repeated (-I DIR -I DIR); read them with cli_opt_values. */
+  int nocc;
+  int occ_opt[CLI_MAX_OCCURRENCES];
+  const char *occ_value[CLI_MAX_OCCURRENCES];
 } cli_args;
 
 typedef struct cli_cmd {
@@ -59,7 +66,8 @@ struct cli_ctx {
 
 /* Parses argv for cmd. On a usage error prints it with the command's usage
  * and returns CLI_EXIT_USAGE; otherwise fills args and returns 0. The
- * option named "json" sets cli->json. */
+ * option named "json" sets cli->json. A short option that takes a value
+ * accepts it attached too (-O2, -Iinclude), as getopt does. */
 int cli_parse(cli_ctx *cli, const cli_cmd *cmd, int argc, char **argv,
               cli_args *args);
 
@@ -68,6 +76,11 @@ int cli_opt_index(const cli_cmd *cmd, const char *name);
 /* Value of option name ("" for a flag that is set), or NULL if absent. */
 const char *cli_opt_value(const cli_cmd *cmd, const cli_args *args,
                           const char *name);
+
+/* The values of every occurrence of option name, in order: at most max of
+ * them into out. Returns how many there are. */
+int cli_opt_values(const cli_cmd *cmd, const cli_args *args, const char *name,
+                   const char **out, int max);
 
 /* Prints "usage: twin NOUN VERB [options] ARGS" for cmd on f. */
 void cli_print_usage(FILE *f, const cli_cmd *cmd);

@@ -48,8 +48,9 @@ static int load(cli_ctx *cli, const cli_args *args, size_t max_memory,
                             NULL};
   if (rc == TW_OK)
     rc = tw_wasm_module_load_file(*e, args->pos[0], &mo, m, err);
-  if (rc != TW_OK && err->code != TW_OK) {
-    /* Name the file in the message. */
+  if (rc != TW_OK && err->code != TW_OK &&
+      strstr(err->msg, args->pos[0]) == NULL) {
+    /* Name the file in the message (file errors already do). */
     char msg[TW_ERR_MSG_MAX + 512];
     (void)snprintf(msg, sizeof msg, "%.500s: %s", args->pos[0], err->msg);
     int code = err->code;
@@ -309,9 +310,15 @@ static int run_run(cli_ctx *cli, const cli_args *args) {
   if ((v = cli_opt_value(c, args, "timeout-ms")) != NULL &&
       cli_parse_uint(cli, "timeout-ms", v, 1ul << 31, &tmo) != 0)
     return CLI_EXIT_USAGE;
-  if ((v = cli_opt_value(c, args, "max-memory")) != NULL &&
-      cli_parse_uint(cli, "max-memory", v, 1ul << 32, &maxmem) != 0)
-    return CLI_EXIT_USAGE;
+  if ((v = cli_opt_value(c, args, "max-memory")) != NULL) {
+    if (cli_parse_uint(cli, "max-memory", v, 1ul << 32, &maxmem) != 0)
+      return CLI_EXIT_USAGE;
+    if (maxmem < 65536)
+      return cli_usage_error(cli, c,
+                             "--max-memory needs at least 65536 bytes (one "
+                             "WebAssembly page), not %lu",
+                             maxmem);
+  }
   if ((v = cli_opt_value(c, args, "dt")) != NULL) {
     char *end;
     dt = strtod(v, &end);

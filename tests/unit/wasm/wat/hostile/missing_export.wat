@@ -1,0 +1,20 @@
+;; missing_export.wat - exports no tw_step.
+;; Expected: TW_EVALIDATE "missing export 'tw_step' (func (f64, f64, i32, i32,
+;; i32, i32, i32) -> i32), required by model ABI v1".
+(module
+  (memory (export "memory") 1 16)
+  (func (export "tw_abi_version") (result i32) (i32.const 1))
+  (data (i32.const 1024) "{\"abi\":1,\"name\":\"missing_export\",\"state\":[{\"name\":\"x\",\"unit\":\"m\",\"size\":1}],\"inputs\":[],\"outputs\":[{\"name\":\"y\",\"unit\":\"m\",\"size\":1}],\"params\":[]}")
+  (func (export "tw_describe") (result i64)
+    (i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const 145)))
+  (global $brk (mut i32) (i32.const 8192))
+  ;; A bump allocator: 8-byte aligned, never frees.
+  (func (export "tw_alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $brk))
+    (global.set $brk (i32.and (i32.add (i32.add (global.get $brk) (local.get $n)) (i32.const 7)) (i32.const -8)))
+    (local.get $p))
+  (func (export "tw_init") (param $th i32) (param $xo i32) (result i32)
+    (f64.store (local.get $xo) (f64.const 0.25))
+    (i32.const 0))
+)

@@ -1,0 +1,23 @@
+;; wrong_sig.wat - exports tw_step with one i32 parameter
+;; missing.
+;; Expected: TW_EVALIDATE "export 'tw_step' is func (f64, f64, i32, i32, i32,
+;; i32) -> i32; model ABI v1 needs func (f64, f64, i32, i32, i32, i32, i32) ->
+;; i32".
+(module
+  (memory (export "memory") 1 16)
+  (func (export "tw_abi_version") (result i32) (i32.const 1))
+  (data (i32.const 1024) "{\"abi\":1,\"name\":\"wrong_sig\",\"state\":[{\"name\":\"x\",\"unit\":\"m\",\"size\":1}],\"inputs\":[],\"outputs\":[{\"name\":\"y\",\"unit\":\"m\",\"size\":1}],\"params\":[]}")
+  (func (export "tw_describe") (result i64)
+    (i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const 140)))
+  (global $brk (mut i32) (i32.const 8192))
+  ;; A bump allocator: 8-byte aligned, never frees.
+  (func (export "tw_alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $brk))
+    (global.set $brk (i32.and (i32.add (i32.add (global.get $brk) (local.get $n)) (i32.const 7)) (i32.const -8)))
+    (local.get $p))
+  (func (export "tw_init") (param $th i32) (param $xo i32) (result i32)
+    (f64.store (local.get $xo) (f64.const 0.25))
+    (i32.const 0))
+  (func (export "tw_step") (param f64 f64 i32 i32 i32 i32) (result i32) (i32.const 0))
+)
