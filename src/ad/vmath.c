@@ -25,12 +25,14 @@
 
 /* The vector ABI names of libmvec (x86_64 vector function ABI: b = SSE,
  * d = AVX2, e = AVX-512; N = lanes; v = one vector argument). */
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512 __attribute__((target("avx512f")))
 __m128d _ZGVbN2v_tanh(__m128d x);
-__m256d _ZGVdN4v_tanh(__m256d x);
-__m512d _ZGVeN8v_tanh(__m512d x);
+AVX2 __m256d _ZGVdN4v_tanh(__m256d x);
+AVX512 __m512d _ZGVeN8v_tanh(__m512d x);
 __m128 _ZGVbN4v_tanhf(__m128 x);
-__m256 _ZGVdN8v_tanhf(__m256 x);
-__m512 _ZGVeN16v_tanhf(__m512 x);
+AVX2 __m256 _ZGVdN8v_tanhf(__m256 x);
+AVX512 __m512 _ZGVeN16v_tanhf(__m512 x);
 
 /* One routine per (type, width): full vectors straight from x to y, the
  * tail through a zero-padded vector. */
@@ -50,15 +52,15 @@ __m512 _ZGVeN16v_tanhf(__m512 x);
 VLOOP(tanh_f64_w2, double, 2, __m128d, _mm_loadu_pd, _mm_storeu_pd,
       _ZGVbN2v_tanh, )
 VLOOP(tanh_f64_w4, double, 4, __m256d, _mm256_loadu_pd, _mm256_storeu_pd,
-      _ZGVdN4v_tanh, __attribute__((target("avx2,fma"))))
+      _ZGVdN4v_tanh, AVX2)
 VLOOP(tanh_f64_w8, double, 8, __m512d, _mm512_loadu_pd, _mm512_storeu_pd,
-      _ZGVeN8v_tanh, __attribute__((target("avx512f"))))
+      _ZGVeN8v_tanh, AVX512)
 VLOOP(tanh_f32_w4, float, 4, __m128, _mm_loadu_ps, _mm_storeu_ps,
       _ZGVbN4v_tanhf, )
 VLOOP(tanh_f32_w8, float, 8, __m256, _mm256_loadu_ps, _mm256_storeu_ps,
-      _ZGVdN8v_tanhf, __attribute__((target("avx2,fma"))))
+      _ZGVdN8v_tanhf, AVX2)
 VLOOP(tanh_f32_w16, float, 16, __m512, _mm512_loadu_ps, _mm512_storeu_ps,
-      _ZGVeN16v_tanhf, __attribute__((target("avx512f"))))
+      _ZGVeN16v_tanhf, AVX512)
 
 /* 2 = AVX-512, 1 = AVX2 + FMA, 0 = SSE2 (every x86_64). */
 static int vector_level(void) {

@@ -63,7 +63,8 @@ def test_inspect_json(wasm):
     assert d["state"] == [{"name": "x", "unit": "m", "size": 1}]
     assert d["inputs"] == [{"name": "u", "unit": "m/s", "size": 1,
                             "default": [0.5]}]
-    assert d["outputs"] == [{"name": "y", "unit": "m", "size": 1}]
+    assert d["outputs"] == [{"name": "y", "unit": "m", "size": 1,
+                             "feedthrough": []}]
     assert d["params"] == [{"name": "k", "unit": "1/s", "size": 1,
                             "default": [2], "min": [0], "max": [10]}]
     assert v["imports"] == [{"module": "tw_host", "name": "log",

@@ -70,8 +70,10 @@ static int put_values(tw_buf *b, const double *v, size_t n) {
   return rc;
 }
 
+/* inputs: the descriptor's inputs, to name an output's feedthrough (NULL
+ * for the other lists). */
 static int put_ports(tw_buf *b, const char *key, const tw_wasm_port *p,
-                     size_t n, bool json) {
+                     size_t n, const tw_wasm_port *inputs, bool json) {
   int rc = TW_OK;
   if (json) {
     rc = tw_buf_printf(b, "\"%s\":[", key);
@@ -85,6 +87,17 @@ static int put_ports(tw_buf *b, const char *key, const tw_wasm_port *p,
         rc = tw_buf_put_json_string(b, p[i].unit, strlen(p[i].unit));
       if (rc == TW_OK)
         rc = tw_buf_printf(b, ",\"size\":%zu", p[i].size);
+      if (rc == TW_OK && !p[i].feedthrough_all && inputs != NULL) {
+        rc = tw_buf_printf(b, ",\"feedthrough\":[");
+        for (size_t k = 0; k < p[i].nfeedthrough && rc == TW_OK; k++) {
+          const char *in = inputs[p[i].feedthrough[k]].name;
+          rc = tw_buf_printf(b, "%s", k ? "," : "");
+          if (rc == TW_OK)
+            rc = tw_buf_put_json_string(b, in, strlen(in));
+        }
+        if (rc == TW_OK)
+          rc = tw_buf_printf(b, "]");
+      }
       const double *arr[3] = {p[i].default_, p[i].min, p[i].max};
       static const char *const names[3] = {"default", "min", "max"};
       for (int k = 0; k < 3 && rc == TW_OK; k++)
@@ -108,6 +121,12 @@ static int put_ports(tw_buf *b, const char *key, const tw_wasm_port *p,
     if (rc == TW_OK && (p[i].min != NULL || p[i].max != NULL))
       rc = tw_buf_printf(b, "  in [%g, %g]", p[i].min ? p[i].min[0] : -INFINITY,
                          p[i].max ? p[i].max[0] : INFINITY);
+    if (rc == TW_OK && inputs != NULL && !p[i].feedthrough_all) {
+      rc = tw_buf_printf(b, "  feedthrough:%s",
+                         p[i].nfeedthrough ? "" : " none");
+      for (size_t k = 0; k < p[i].nfeedthrough && rc == TW_OK; k++)
+        rc = tw_buf_printf(b, " %s", inputs[p[i].feedthrough[k]].name);
+    }
     if (rc == TW_OK)
       rc = tw_buf_printf(b, "\n");
   }
@@ -179,19 +198,20 @@ static int run_inspect(cli_ctx *cli, const cli_args *args) {
                          tw_wasm_module_size(m),
                          d->differentiable ? "true" : "false");
     if (rc == TW_OK)
-      rc = put_ports(&b, "state", d->state, d->nstate, true);
+      rc = put_ports(&b, "state", d->state, d->nstate, NULL, true);
     if (rc == TW_OK)
       rc = tw_buf_printf(&b, ",");
     if (rc == TW_OK)
-      rc = put_ports(&b, "inputs", d->inputs, d->ninputs, true);
+      rc = put_ports(&b, "inputs", d->inputs, d->ninputs, NULL, true);
     if (rc == TW_OK)
       rc = tw_buf_printf(&b, ",");
     if (rc == TW_OK)
-      rc = put_ports(&b, "outputs", d->outputs, d->noutputs, true);
+      rc = put_ports(&b, "outputs", d->outputs, d->noutputs, d->inputs,
+                     true);
     if (rc == TW_OK)
       rc = tw_buf_printf(&b, ",");
     if (rc == TW_OK)
-      rc = put_ports(&b, "params", d->params, d->nparams, true);
+      rc = put_ports(&b, "params", d->params, d->nparams, NULL, true);
     if (rc == TW_OK)
       rc = tw_buf_printf(&b, "}");
     if (rc == TW_OK)
@@ -211,13 +231,14 @@ static int run_inspect(cli_ctx *cli, const cli_args *args) {
                        tw_wasm_module_digest(m), tw_wasm_module_size(m),
                        d->differentiable ? "yes (tw_step_vjp)" : "no");
     if (rc == TW_OK)
-      rc = put_ports(&b, "state", d->state, d->nstate, false);
+      rc = put_ports(&b, "state", d->state, d->nstate, NULL, false);
     if (rc == TW_OK)
-      rc = put_ports(&b, "inputs", d->inputs, d->ninputs, false);
+      rc = put_ports(&b, "inputs", d->inputs, d->ninputs, NULL, false);
     if (rc == TW_OK)
-      rc = put_ports(&b, "outputs", d->outputs, d->noutputs, false);
+      rc = put_ports(&b, "outputs", d->outputs, d->noutputs, d->inputs,
+                     false);
     if (rc == TW_OK)
-      rc = put_ports(&b, "params", d->params, d->nparams, false);
+      rc = put_ports(&b, "params", d->params, d->nparams, NULL, false);
     if (rc == TW_OK)
       rc = put_externs(&b, "imports", imps, ni, false);
     if (rc == TW_OK)
