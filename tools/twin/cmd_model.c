@@ -206,8 +206,7 @@ static int run_inspect(cli_ctx *cli, const cli_args *args) {
     if (rc == TW_OK)
       rc = tw_buf_printf(&b, ",");
     if (rc == TW_OK)
-      rc = put_ports(&b, "outputs", d->outputs, d->noutputs, d->inputs,
-                     true);
+      rc = put_ports(&b, "outputs", d->outputs, d->noutputs, d->inputs, true);
     if (rc == TW_OK)
       rc = tw_buf_printf(&b, ",");
     if (rc == TW_OK)
@@ -235,8 +234,7 @@ static int run_inspect(cli_ctx *cli, const cli_args *args) {
     if (rc == TW_OK)
       rc = put_ports(&b, "inputs", d->inputs, d->ninputs, NULL, false);
     if (rc == TW_OK)
-      rc = put_ports(&b, "outputs", d->outputs, d->noutputs, d->inputs,
-                     false);
+      rc = put_ports(&b, "outputs", d->outputs, d->noutputs, d->inputs, false);
     if (rc == TW_OK)
       rc = put_ports(&b, "params", d->params, d->nparams, NULL, false);
     if (rc == TW_OK)
