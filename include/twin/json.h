@@ -44,6 +44,22 @@ TW_API int tw_json_parse(const char *data, size_t len, const char *source,
 /* Reads and parses a file; the path is the diagnostic source. */
 TW_API int tw_json_load_file(const char *path, json_t **out, tw_err *err);
 
+/* A parsed document that remembers where each value started, for
+ * semantic diagnostics "SOURCE:LINE:COL: error: ..." on valid JSON (a
+ * graph referring to an unknown block, say). Parsing is tw_json_parse's. */
+typedef struct tw_json_doc tw_json_doc;
+TW_API int tw_json_parse_doc(const char *data, size_t len, const char *source,
+                             tw_json_doc **out, tw_err *err);
+TW_API int tw_json_load_doc(const char *path, tw_json_doc **out, tw_err *err);
+TW_API void tw_json_doc_free(tw_json_doc *d);
+/* The root value (borrowed) and the source name. */
+TW_API json_t *tw_json_doc_root(const tw_json_doc *d);
+TW_API const char *tw_json_doc_source(const tw_json_doc *d);
+/* 1-based line and column (in characters) where v starts; false when v is
+ * not a value of d, or is true/false/null (shared values without a place). */
+TW_API bool tw_json_doc_where(const tw_json_doc *d, const json_t *v,
+                              unsigned *line, unsigned *col);
+
 /* Dump flags. Default: compact, keys in insertion order. */
 #define TW_JSON_SORT_KEYS 0x1u
 #define TW_JSON_PRETTY 0x2u /* two-space indent */

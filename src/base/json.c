@@ -107,7 +107,14 @@ typedef struct parser {
   const char *source;
   tw_buf scratch; /* decoded text of strings that contain escapes */
   tw_err *err;
+  tw_buf *marks; /* (json_t *, offset) of every value, or NULL */
 } parser;
+
+/* Where a value started (tw_json_doc): recorded by parse_value. */
+typedef struct mark {
+  const json_t *v;
+  size_t at;
+} mark;
 
 static int parse_value(parser *ps, unsigned depth, json_t **out);
 
@@ -558,9 +565,26 @@ static int parse_object(parser *ps, unsigned depth, json_t **out) {
   return TW_OK;
 }
 
-/* Reads a value at nesting depth (the number of enclosing containers). */
+static int parse_value_at(parser *ps, unsigned depth, json_t **out);
+
+/* Reads a value at nesting depth (the number of enclosing containers),
+ * noting where it starts when the caller keeps marks. */
 static int parse_value(parser *ps, unsigned depth, json_t **out) {
   skip_ws(ps);
+  size_t at = ps->pos;
+  int rc = parse_value_at(ps, depth, out);
+  if (rc == TW_OK && ps->marks != NULL && !json_is_true(*out) &&
+      !json_is_false(*out) && !json_is_null(*out)) {
+    mark mk = {*out, at};
+    if (tw_buf_append(ps->marks, &mk, sizeof mk) != TW_OK) {
+      json_decref(*out);
+      return oom(ps);
+    }
+  }
+  return rc;
+}
+
+static int parse_value_at(parser *ps, unsigned depth, json_t **out) {
   int c = peek(ps);
   if (c == '[' || c == '{') {
     if (depth >= TW_JSON_MAX_DEPTH)
@@ -585,14 +609,15 @@ static int parse_value(parser *ps, unsigned depth, json_t **out) {
   return expected(ps, "a value");
 }
 
-int tw_json_parse(const char *data, size_t len, const char *source,
-                  json_t **out, tw_err *err) {
+static int parse_text(const char *data, size_t len, const char *source,
+                      tw_buf *marks, json_t **out, tw_err *err) {
   json_init();
   parser ps = {
       .d = (const unsigned char *)(data != NULL ? data : ""),
       .len = data != NULL ? len : 0,
       .source = source != NULL && source[0] != '\0' ? source : "<input>",
       .err = err,
+      .marks = marks,
   };
   tw_buf_init(&ps.scratch);
   json_t *v = NULL;
@@ -608,6 +633,103 @@ int tw_json_parse(const char *data, size_t len, const char *source,
   if (rc == TW_OK)
     *out = v;
   return rc;
+}
+
+int tw_json_parse(const char *data, size_t len, const char *source,
+                  json_t **out, tw_err *err) {
+  return parse_text(data, len, source, NULL, out, err);
+}
+
+/* --- Documents: values with their positions ---------------------------- */
+
+struct tw_json_doc {
+  json_t *root;
+  char *source;
+  char *text; /* a copy, to turn offsets into lines and columns */
+  size_t len;
+  mark *marks; /* sorted by value address */
+  size_t nmarks;
+};
+
+static int mark_cmp(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)((const mark *)a)->v;
+  uintptr_t y = (uintptr_t)((const mark *)b)->v;
+  return (x > y) - (x < y);
+}
+
+void tw_json_doc_free(tw_json_doc *d) {
+  if (d == NULL)
+    return;
+  if (d->root != NULL)
+    json_decref(d->root);
+  tw_free(d->source);
+  tw_free(d->text);
+  tw_free(d->marks);
+  tw_free(d);
+}
+
+int tw_json_parse_doc(const char *data, size_t len, const char *source,
+                      tw_json_doc **out, tw_err *err) {
+  tw_json_doc *d = tw_calloc(1, sizeof *d);
+  const char *src = source != NULL && source[0] != '\0' ? source : "<input>";
+  if (d == NULL || (d->source = tw_strdup(src)) == NULL ||
+      (d->text = tw_memdup(data != NULL ? data : "", len + 1)) == NULL) {
+    tw_json_doc_free(d);
+    return tw_err_set(err, TW_ENOMEM, "%s: out of memory parsing JSON", src);
+  }
+  d->text[len] = '\0';
+  d->len = len;
+  tw_buf marks;
+  tw_buf_init(&marks);
+  int rc = parse_text(data, len, src, &marks, &d->root, err);
+  if (rc == TW_OK) {
+    d->nmarks = marks.len / sizeof(mark);
+    d->marks = (mark *)(void *)tw_buf_take(&marks, NULL);
+    if (d->marks == NULL)
+      rc = tw_err_set(err, TW_ENOMEM, "%s: out of memory parsing JSON", src);
+    else
+      qsort(d->marks, d->nmarks, sizeof(mark), mark_cmp);
+  }
+  tw_buf_fini(&marks);
+  if (rc != TW_OK) {
+    tw_json_doc_free(d);
+    return rc;
+  }
+  *out = d;
+  return TW_OK;
+}
+
+int tw_json_load_doc(const char *path, tw_json_doc **out, tw_err *err) {
+  tw_buf b;
+  tw_buf_init(&b);
+  int rc = tw_file_read_all(path, TW_JSON_MAX_FILE, &b, err);
+  if (rc == TW_OK)
+    rc = tw_json_parse_doc(b.data, b.len, path, out, err);
+  tw_buf_fini(&b);
+  return rc;
+}
+
+json_t *tw_json_doc_root(const tw_json_doc *d) { return d->root; }
+const char *tw_json_doc_source(const tw_json_doc *d) { return d->source; }
+
+bool tw_json_doc_where(const tw_json_doc *d, const json_t *v, unsigned *line,
+                       unsigned *col) {
+  mark key = {v, 0};
+  const mark *m = bsearch(&key, d->marks, d->nmarks, sizeof(mark), mark_cmp);
+  if (m == NULL)
+    return false;
+  unsigned l = 1, c = 1;
+  for (size_t i = 0; i < m->at && i < d->len; i++) {
+    if (d->text[i] == '\n') {
+      l++;
+      c = 1;
+    } else if (((unsigned char)d->text[i] & 0xC0) != 0x80) {
+      c++;
+    }
+  }
+  *line = l;
+  *col = c;
+  return true;
 }
 
 /* Appends the whole of the open file fd to b. */

@@ -841,6 +841,50 @@ static void test_load_alloc_failures(void **state) {
   unlink(path);
 }
 
+static int doc_round(void) {
+  tw_json_doc *d = NULL;
+  int rc =
+      tw_json_parse_doc("{\"k\": [1, 2, {\"z\": \"s\"}]}", 24, "m", &d, NULL);
+  tw_json_doc_free(d);
+  return rc;
+}
+
+/* Documents remember where values start: line and column of objects,
+ * arrays, strings and numbers; none for the shared literals. */
+static void doc_positions(void **state) {
+  (void)state;
+  static const char text[] = "{\n  \"a\": [1, \"x\"],\n  \"b\": {\"c\": 2.5, "
+                             "\"d\": true}\n}";
+  tw_json_doc *d = NULL;
+  assert_int_equal(tw_json_parse_doc(text, strlen(text), "g.json", &d, NULL),
+                   TW_OK);
+  json_t *root = tw_json_doc_root(d);
+  assert_string_equal(tw_json_doc_source(d), "g.json");
+  unsigned l = 0, c = 0;
+  assert_true(tw_json_doc_where(d, root, &l, &c));
+  assert_true(l == 1 && c == 1);
+  json_t *a = json_object_get(root, "a");
+  assert_true(tw_json_doc_where(d, a, &l, &c));
+  assert_true(l == 2 && c == 8);
+  assert_true(tw_json_doc_where(d, json_array_get(a, 1), &l, &c));
+  assert_true(l == 2 && c == 12);
+  json_t *b = json_object_get(root, "b");
+  assert_true(tw_json_doc_where(d, json_object_get(b, "c"), &l, &c));
+  assert_true(l == 3 && c == 14);
+  assert_false(tw_json_doc_where(d, json_object_get(b, "d"), &l, &c));
+  json_t *other = json_integer(1);
+  assert_false(tw_json_doc_where(d, other, &l, &c));
+  json_decref(other);
+  tw_json_doc_free(d);
+  /* Syntax errors are tw_json_parse's. */
+  tw_err err;
+  tw_err_init(&err);
+  assert_int_equal(tw_json_parse_doc("{\"a\":", 5, "g.json", &d, &err),
+                   TW_EPARSE);
+  assert_non_null(strstr(err.msg, "g.json:1:6: error:"));
+  TW_TEST_ALLOC_FAILURES(doc_round());
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TW_TEST(test_parse_values),
@@ -865,6 +909,7 @@ int main(void) {
       TW_TEST(test_parse_alloc_failures),
       TW_TEST(test_dump_alloc_failures),
       TW_TEST(test_load_alloc_failures),
+      TW_TEST(doc_positions),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
