@@ -843,8 +843,8 @@ static void test_load_alloc_failures(void **state) {
 
 static int doc_round(void) {
   tw_json_doc *d = NULL;
-  int rc =
-      tw_json_parse_doc("{\"k\": [1, 2, {\"z\": \"s\"}]}", 24, "m", &d, NULL);
+  static const char text[] = "{\"k\": [1, 2, {\"z\": \"s\"}]}";
+  int rc = tw_json_parse_doc(text, strlen(text), "m", &d, NULL);
   tw_json_doc_free(d);
   return rc;
 }
