@@ -58,6 +58,13 @@ typedef struct tw_block_desc {
   size_t nstate, ninputs, noutputs, nparams; /* port counts */
   size_t nx, nu, ny, ntheta;                 /* vector lengths */
   bool differentiable;                       /* step_vjp is exact */
+  /* Which inputs each output reads within the same step (what algebraic
+   * loop detection needs; FMI's dependencies). feedthrough_none: outputs
+   * depend on the state only; else feedthrough, when not NULL, is a
+   * noutputs x ninputs row-major matrix; both unset: every output depends
+   * on every input. */
+  bool feedthrough_none;
+  const bool *feedthrough;
 } tw_block_desc;
 
 typedef struct tw_step_args {
@@ -286,6 +293,14 @@ typedef enum tw_activation {
  * first). Params: for each layer, W_i (row-major [out, in]) then b_i.
  * Default params: Glorot-uniform weights from a fixed seed, zero biases
  * (deterministic). Its VJP runs the AD tape (ad.h). */
+/* Signal blocks: a gain y = k u (n values, parameter k of n values, default
+ * k), and an integrator x' = x + dt u, y = x (state n, x0 = 0; its output
+ * does not feed through, so it breaks algebraic loops). */
+TW_API int tw_sim_gain_block(size_t n, double k, const char *name,
+                             tw_block **out, tw_err *err);
+TW_API int tw_sim_integrator_block(size_t n, const char *name, tw_block **out,
+                                   tw_err *err);
+
 /* A sandboxed model (twin/wasm.h) as a block with its own instance under
  * limits (may be NULL): ports from its descriptor, differentiable when it
  * exports tw_step_vjp. A NULL u takes the inputs' defaults. m is borrowed

@@ -14,6 +14,7 @@
 #include "twin/ctx.h"
 #include "twin/error.h"
 #include "twin/file.h"
+#include "twin/graph.h"
 #include "twin/hash.h"
 #include "twin/json.h"
 #include "twin/log.h"

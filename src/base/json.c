@@ -673,10 +673,12 @@ int tw_json_parse_doc(const char *data, size_t len, const char *source,
   tw_json_doc *d = tw_calloc(1, sizeof *d);
   const char *src = source != NULL && source[0] != '\0' ? source : "<input>";
   if (d == NULL || (d->source = tw_strdup(src)) == NULL ||
-      (d->text = tw_memdup(data != NULL ? data : "", len + 1)) == NULL) {
+      (d->text = tw_alloc(len + 1)) == NULL) {
     tw_json_doc_free(d);
     return tw_err_set(err, TW_ENOMEM, "%s: out of memory parsing JSON", src);
   }
+  if (len > 0 && data != NULL)
+    memcpy(d->text, data, len);
   d->text[len] = '\0';
   d->len = len;
   tw_buf marks;

@@ -17,7 +17,8 @@
 typedef struct wasm_block {
   tw_wasm_module *module;
   tw_wasm_instance *in;
-  tw_port *ports; /* state, inputs, outputs, params */
+  tw_port *ports;    /* state, inputs, outputs, params */
+  bool *feedthrough; /* noutputs x ninputs, from the descriptor */
   tw_block_desc desc;
 } wasm_block;
 
@@ -27,6 +28,7 @@ static void wb_free(void *p) {
     return;
   tw_wasm_instance_free(w->in);
   tw_free(w->ports);
+  tw_free(w->feedthrough);
   tw_free(w);
 }
 
@@ -115,5 +117,28 @@ int tw_sim_wasm_block(tw_wasm_module *m, const tw_wasm_limits *limits,
   bd->ny = d->ny;
   bd->ntheta = d->ntheta;
   bd->differentiable = d->differentiable;
+  /* The descriptor's feedthrough lists as the block's matrix. */
+  bool all = true, none = true;
+  for (size_t o = 0; o < d->noutputs; o++) {
+    all = all && d->outputs[o].feedthrough_all;
+    none = none && !d->outputs[o].feedthrough_all &&
+           d->outputs[o].nfeedthrough == 0;
+  }
+  bd->feedthrough_none = d->noutputs > 0 && none;
+  if (!all && !none && d->ninputs > 0) {
+    w->feedthrough = tw_calloc(d->noutputs * d->ninputs, sizeof(bool));
+    if (w->feedthrough == NULL) {
+      wb_free(w);
+      return tw_err_set(err, TW_ENOMEM, "wasm block: out of memory");
+    }
+    for (size_t o = 0; o < d->noutputs; o++) {
+      const tw_wasm_port *op = &d->outputs[o];
+      for (size_t i = 0; i < d->ninputs; i++)
+        w->feedthrough[o * d->ninputs + i] = op->feedthrough_all;
+      for (size_t k = 0; k < op->nfeedthrough; k++)
+        w->feedthrough[o * d->ninputs + op->feedthrough[k]] = true;
+    }
+    bd->feedthrough = w->feedthrough;
+  }
   return tw_block_new(&wasm_ops, w, name != NULL ? name : d->name, out, err);
 }

@@ -1,0 +1,900 @@
+/*
+ * load.c - a graph from its JSON IR (version 1, docs/graph.md): parsing
+ * with positions, making the blocks, wiring, validation that reports every
+ * problem with its place, and the schedule (topological order, prepass).
+ *
+ *   {"graph": 1, "name": "...", "dt": 0.01,
+ *    "blocks": {"NAME": {"model": "builtin:gain" | "builtin:integrator" |
+ *                                 "builtin:mlp" | "wasm:PATH.wasm",
+ *                        "every": 1, "period": 0.01,   (one of, optional)
+ *                        "params": {"P": 1.5 | [..] |
+ *                                   {"value": .., "min": .., "max": ..,
+ *                                    "trainable": true}},
+ *                        ...model options: "size", "sizes", "activations",
+ *                        "seed"}},
+ *    "inputs": {"NAME": {"size": 1, "unit": "N"}},
+ *    "connections": [{"from": "inputs.F" | "block.out", "to": "block.in"}],
+ *    "outputs": {"NAME": "block.out"}}
+ */
+#include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "graph_int.h"
+#include "twin/alloc.h"
+#include "twin/file.h"
+#include "twin/json.h"
+
+#define MAX_NAME 64
+#define MAX_SIZE (1 << 20)       /* values of a port */
+#define MAX_MLP_WIDTH (1 << 14)  /* units of an MLP layer */
+#define MAX_MLP_PARAMS (1 << 24) /* parameters of an MLP */
+
+/* --- Diagnostics ----------------------------------------------------- */
+
+typedef struct diags {
+  tw_json_doc *doc;
+  tw_buf *out; /* may be NULL */
+  unsigned n;
+  int oom;
+} diags;
+
+static void diag(diags *d, const json_t *at, const char *fmt, ...)
+    TW_PRINTF(3, 4);
+static void diag(diags *d, const json_t *at, const char *fmt, ...) {
+  d->n++;
+  if (d->out == NULL)
+    return;
+  unsigned line = 1, col = 1;
+  if (at != NULL)
+    (void)tw_json_doc_where(d->doc, at, &line, &col);
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  (void)vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (tw_buf_printf(d->out, "%s:%u:%u: error: %s\n", tw_json_doc_source(d->doc),
+                    line, col, msg) != TW_OK)
+    d->oom = 1;
+}
+
+static bool valid_name(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > MAX_NAME ||
+      !(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z') ||
+        (s[0] >= 'A' && s[0] <= 'Z')))
+    return false;
+  for (size_t i = 1; i < n; i++)
+    if (!(s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') ||
+          (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9')))
+      return false;
+  return true;
+}
+
+/* Checks obj's keys against allowed (x- keys are extensions). */
+static void check_keys(diags *d, json_t *obj, const char *what,
+                       const char *const *allowed) {
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    if (strncmp(key, "x-", 2) == 0)
+      continue;
+    bool ok = false;
+    for (size_t i = 0; allowed[i] != NULL && !ok; i++)
+      ok = strcmp(allowed[i], key) == 0;
+    if (!ok)
+      diag(d, v, "%s: unknown field '%s'", what, key);
+  }
+}
+
+/* --- Graph lifetime ---------------------------------------------------- */
+
+void tw_graph_free(tw_graph *g) {
+  if (g == NULL)
+    return;
+  for (size_t i = 0; i < g->nblocks; i++) {
+    tw__gblock *b = &g->blocks[i];
+    tw_block_free(b->block);
+    tw_free(b->name);
+    tw_free(b->theta);
+    tw_free(b->src);
+    tw_free(b->connected);
+  }
+  for (size_t i = 0; i < g->nmodules; i++)
+    tw_wasm_module_free(g->modules[i]);
+  if (g->own_engine)
+    tw_wasm_engine_free(g->engine);
+  for (size_t i = 0; i < g->ninputs; i++)
+    tw_free(g->inputs[i].name);
+  for (size_t i = 0; i < g->noutputs; i++)
+    tw_free(g->outputs[i].name);
+  tw_free(g->modules);
+  tw_free(g->blocks);
+  tw_free(g->order);
+  tw_free(g->inputs);
+  tw_free(g->outputs);
+  tw_free(g->name);
+  tw_free(g);
+}
+
+/* --- Blocks ------------------------------------------------------------- */
+
+typedef struct loader {
+  tw_graph *g;
+  diags *d;
+  const char *base_dir;
+  const tw_graph_opts *opts;
+  tw_err *err; /* fatal failures (out of memory) */
+} loader;
+
+static int get_size(loader *ld, const json_t *spec, const char *bname,
+                    size_t *out) {
+  json_t *v = json_object_get(spec, "size");
+  if (v == NULL) {
+    *out = 1;
+    return TW_OK;
+  }
+  if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+      json_integer_value(v) > MAX_SIZE) {
+    diag(ld->d, v, "block '%s': size must be an integer in 1..%d", bname,
+         MAX_SIZE);
+    return TW_EINVAL;
+  }
+  *out = (size_t)json_integer_value(v);
+  return TW_OK;
+}
+
+static int make_mlp(loader *ld, const json_t *spec, const char *bname,
+                    tw_block **out) {
+  json_t *sz = json_object_get(spec, "sizes");
+  json_t *ac = json_object_get(spec, "activations");
+  size_t n = json_is_array(sz) ? json_array_size(sz) : 0;
+  if (n < 2 || n > 65) {
+    diag(ld->d, sz != NULL ? sz : spec,
+         "block '%s': builtin:mlp needs \"sizes\": [in, hidden..., out]",
+         bname);
+    return TW_EINVAL;
+  }
+  if (!json_is_array(ac) || json_array_size(ac) != n - 1) {
+    diag(ld->d, ac != NULL ? ac : spec,
+         "block '%s': builtin:mlp needs \"activations\": one per layer (%zu)",
+         bname, n - 1);
+    return TW_EINVAL;
+  }
+  size_t sizes[65];
+  tw_activation acts[64];
+  static const char *const names[] = {"none", "tanh", "relu", "sigmoid",
+                                      "softplus"};
+  for (size_t i = 0; i < n; i++) {
+    json_t *v = json_array_get(sz, i);
+    if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+        json_integer_value(v) > MAX_MLP_WIDTH) {
+      diag(ld->d, v, "block '%s': layer size %zu is not an integer in 1..%d",
+           bname, i, MAX_MLP_WIDTH);
+      return TW_EINVAL;
+    }
+    sizes[i] = (size_t)json_integer_value(v);
+  }
+  size_t nparams = 0;
+  for (size_t i = 0; i + 1 < n; i++)
+    nparams += sizes[i] * sizes[i + 1] + sizes[i + 1];
+  if (nparams > MAX_MLP_PARAMS) {
+    diag(ld->d, sz, "block '%s': %zu parameters, more than the limit of %d",
+         bname, nparams, MAX_MLP_PARAMS);
+    return TW_EINVAL;
+  }
+  for (size_t i = 0; i + 1 < n; i++) {
+    const char *a = json_string_value(json_array_get(ac, i));
+    size_t k = 0;
+    while (a != NULL && k < 5 && strcmp(a, names[k]) != 0)
+      k++;
+    if (a == NULL || k == 5) {
+      diag(ld->d, json_array_get(ac, i),
+           "block '%s': activation %zu must be none, tanh, relu, sigmoid or "
+           "softplus",
+           bname, i);
+      return TW_EINVAL;
+    }
+    acts[i] = (tw_activation)k;
+  }
+  json_t *seed = json_object_get(spec, "seed");
+  uint64_t s = json_is_integer(seed) ? (uint64_t)json_integer_value(seed) : 0;
+  tw_err e;
+  tw_err_init(&e);
+  int rc = tw_sim_mlp_block(n - 1, sizes, acts, s, bname, out, &e);
+  if (rc != TW_OK)
+    diag(ld->d, spec, "block '%s': %s", bname, e.msg);
+  return rc;
+}
+
+static int make_wasm(loader *ld, const json_t *model, const char *path,
+                     const char *bname, tw_block **out, tw_wasm_module **mod) {
+  tw_graph *g = ld->g;
+  if (strncmp(path, "sha256:", 7) == 0) {
+    diag(ld->d, model,
+         "block '%s': models by digest need the model registry; give a path",
+         bname);
+    return TW_ENOTSUP;
+  }
+  char full[4096];
+  if (path[0] == '/')
+    (void)snprintf(full, sizeof full, "%s", path);
+  else
+    (void)snprintf(full, sizeof full, "%s/%s", ld->base_dir, path);
+  tw_err e;
+  tw_err_init(&e);
+  if (g->engine == NULL) {
+    int rc = tw_wasm_engine_new(g->ctx, NULL, &g->engine, &e);
+    if (rc != TW_OK)
+      return tw_err_set(ld->err, rc, "%s", e.msg);
+    g->own_engine = true;
+  }
+  tw_wasm_module_opts mo = {false, bname};
+  int rc = tw_wasm_module_load_file(g->engine, full, &mo, mod, &e);
+  if (rc == TW_OK) {
+    tw_wasm_limits lim =
+        ld->opts != NULL ? ld->opts->limits : (tw_wasm_limits){0, 0, 0};
+    rc = tw_sim_wasm_block(*mod, &lim, bname, out, &e);
+  }
+  if (rc != TW_OK)
+    diag(ld->d, model, "block '%s': %s", bname, e.msg);
+  return rc;
+}
+
+/* Sets b's parameters from the "params" object. */
+static void set_params(loader *ld, tw__gblock *b, json_t *params) {
+  const tw_block_desc *d = b->desc;
+  const char *key;
+  json_t *v;
+  json_object_foreach(params, key, v) {
+    size_t off = 0, i = 0;
+    while (i < d->nparams && strcmp(d->params[i].name, key) != 0)
+      off += d->params[i++].size;
+    if (i == d->nparams) {
+      diag(ld->d, v, "block '%s' (%s) has no parameter '%s'", b->name, d->kind,
+           key);
+      continue;
+    }
+    size_t size = d->params[i].size;
+    json_t *val = v, *lo = NULL, *hi = NULL;
+    if (json_is_object(v)) {
+      static const char *const keys[] = {"value", "min", "max", "trainable",
+                                         NULL};
+      check_keys(ld->d, v, "parameter", keys);
+      val = json_object_get(v, "value");
+      lo = json_object_get(v, "min");
+      hi = json_object_get(v, "max");
+      json_t *tr = json_object_get(v, "trainable");
+      if (tr != NULL && !json_is_boolean(tr))
+        diag(ld->d, tr,
+             "block '%s': parameter '%s': trainable must be true "
+             "or false",
+             b->name, key);
+      if (val == NULL)
+        continue; /* bounds or flags only: the default value stays */
+    }
+    if (json_is_number(val)) {
+      for (size_t j = 0; j < size; j++)
+        b->theta[off + j] = json_number_value(val);
+    } else if (json_is_array(val) && json_array_size(val) == size) {
+      for (size_t j = 0; j < size; j++) {
+        json_t *x = json_array_get(val, j);
+        if (!json_is_number(x)) {
+          diag(ld->d, x, "block '%s': parameter '%s'[%zu] is not a number",
+               b->name, key, j);
+          break;
+        }
+        b->theta[off + j] = json_number_value(x);
+      }
+    } else {
+      diag(ld->d, val,
+           "block '%s': parameter '%s' needs a number or an array of %zu "
+           "numbers",
+           b->name, key, size);
+      continue;
+    }
+    for (size_t j = 0; j < size; j++) {
+      double x = b->theta[off + j];
+      if ((lo != NULL && json_is_number(lo) && x < json_number_value(lo)) ||
+          (hi != NULL && json_is_number(hi) && x > json_number_value(hi))) {
+        diag(ld->d, val,
+             "block '%s': parameter '%s'[%zu] = %g is outside "
+             "its bounds",
+             b->name, key, j, x);
+        break;
+      }
+    }
+  }
+}
+
+/* Allocates b's vectors: theta (+ x0, x, xn, u, y in one block). */
+static int alloc_vectors(loader *ld, tw__gblock *b) {
+  const tw_block_desc *d = b->desc;
+  size_t n = d->ntheta + 4 * d->nx + d->nu + d->ny + 6;
+  b->theta = tw_calloc(n, sizeof(double));
+  b->src = tw_calloc(d->ninputs ? d->ninputs : 1, sizeof *b->src);
+  b->connected = tw_calloc(d->ninputs ? d->ninputs : 1, sizeof(bool));
+  if (b->theta == NULL || b->src == NULL || b->connected == NULL)
+    return tw_err_set(ld->err, TW_ENOMEM, "graph: out of memory");
+  b->x0 = b->theta + d->ntheta + 1;
+  b->x = b->x0 + d->nx + 1;
+  b->xn = b->x + d->nx + 1;
+  b->u = b->xn + d->nx + 1;
+  b->y = b->u + d->nu + 1;
+  if (d->ntheta > 0)
+    (void)tw_block_default_params(b->block, b->theta, NULL);
+  return TW_OK;
+}
+
+static int load_block(loader *ld, const char *bname, json_t *spec,
+                      tw__gblock *b) {
+  tw_graph *g = ld->g;
+  if (!json_is_object(spec)) {
+    diag(ld->d, spec, "block '%s' must be an object", bname);
+    return TW_OK;
+  }
+  static const char *const keys[] = {"model",       "every", "period",
+                                     "params",      "size",  "sizes",
+                                     "activations", "seed",  NULL};
+  char what[MAX_NAME + 16];
+  (void)snprintf(what, sizeof what, "block '%s'", bname);
+  check_keys(ld->d, spec, what, keys);
+  json_t *model = json_object_get(spec, "model");
+  const char *m = json_string_value(model);
+  if (m == NULL) {
+    diag(ld->d, model != NULL ? model : spec,
+         "block '%s': \"model\" must be a string (builtin:NAME or "
+         "wasm:PATH)",
+         bname);
+    return TW_OK;
+  }
+  b->every = 1;
+  json_t *every = json_object_get(spec, "every");
+  json_t *period = json_object_get(spec, "period");
+  if (every != NULL && period != NULL)
+    diag(ld->d, period, "block '%s': give \"every\" or \"period\", not both",
+         bname);
+  if (every != NULL) {
+    if (!json_is_integer(every) || json_integer_value(every) < 1 ||
+        json_integer_value(every) > 1000000000)
+      diag(ld->d, every, "block '%s': every must be an integer >= 1", bname);
+    else
+      b->every = (unsigned)json_integer_value(every);
+  } else if (period != NULL) {
+    double p = json_is_number(period) ? json_number_value(period) : -1;
+    double r = p / g->dt;
+    if (!(p > 0) || fabs(r - nearbyint(r)) > 1e-9 * r || nearbyint(r) < 1 ||
+        r > 1e9)
+      diag(ld->d, period,
+           "block '%s': period %g s is not a positive multiple of dt = %g s",
+           bname, p, g->dt);
+    else
+      b->every = (unsigned)nearbyint(r);
+  }
+  tw_err e;
+  tw_err_init(&e);
+  int rc = TW_EINVAL;
+  size_t size = 1;
+  if (strcmp(m, "builtin:gain") == 0) {
+    if (get_size(ld, spec, bname, &size) == TW_OK)
+      rc = tw_sim_gain_block(size, 1.0, bname, &b->block, &e);
+  } else if (strcmp(m, "builtin:integrator") == 0) {
+    if (get_size(ld, spec, bname, &size) == TW_OK)
+      rc = tw_sim_integrator_block(size, bname, &b->block, &e);
+  } else if (strcmp(m, "builtin:mlp") == 0) {
+    rc = make_mlp(ld, spec, bname, &b->block);
+  } else if (strncmp(m, "wasm:", 5) == 0) {
+    tw_wasm_module *mod = NULL;
+    rc = make_wasm(ld, model, m + 5, bname, &b->block, &mod);
+    if (mod != NULL)
+      g->modules[g->nmodules++] = mod;
+    if (ld->err->code != TW_OK)
+      return ld->err->code;
+  } else {
+    diag(ld->d, model,
+         "block '%s': unknown model '%s' (builtin:gain, builtin:integrator, "
+         "builtin:mlp or wasm:PATH)",
+         bname, m);
+    return TW_OK;
+  }
+  if (rc != TW_OK) {
+    if (e.code != TW_OK)
+      diag(ld->d, spec, "block '%s': %s", bname, e.msg);
+    return TW_OK; /* reported */
+  }
+  b->desc = tw_block_describe(b->block);
+  rc = alloc_vectors(ld, b);
+  if (rc != TW_OK)
+    return rc;
+  /* Unconnected wasm inputs take their descriptor defaults. */
+  if (strncmp(m, "wasm:", 5) == 0) {
+    const tw_wasm_desc *wd = tw_wasm_module_desc(g->modules[g->nmodules - 1]);
+    size_t off = 0;
+    for (size_t i = 0; i < wd->ninputs; i++) {
+      if (wd->inputs[i].default_ != NULL)
+        memcpy(b->u + off, wd->inputs[i].default_,
+               wd->inputs[i].size * sizeof(double));
+      off += wd->inputs[i].size;
+    }
+  }
+  json_t *params = json_object_get(spec, "params");
+  if (params != NULL && !json_is_object(params))
+    diag(ld->d, params, "block '%s': params must be an object", bname);
+  else if (params != NULL)
+    set_params(ld, b, params);
+  return TW_OK;
+}
+
+/* --- Ports and connections ------------------------------------------- */
+
+/* Finds port name among n ports: index and offset. */
+static bool find_port(const tw_port *p, size_t n, const char *name,
+                      size_t *index, size_t *offset) {
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (strcmp(p[i].name, name) == 0) {
+      *index = i;
+      *offset = off;
+      return true;
+    }
+    off += p[i].size;
+  }
+  return false;
+}
+
+static size_t find_block(const tw_graph *g, const char *name, size_t len) {
+  for (size_t i = 0; i < g->nblocks; i++)
+    if (g->blocks[i].name != NULL && strlen(g->blocks[i].name) == len &&
+        strncmp(g->blocks[i].name, name, len) == 0)
+      return i;
+  return SIZE_MAX;
+}
+
+/* A resolved "block.port" (or "inputs.NAME") reference. */
+typedef struct ref {
+  int kind; /* TW__SRC_INPUT or TW__SRC_BLOCK */
+  size_t index, port, offset, size;
+  const char *unit;
+  bool ok;
+} ref;
+
+static ref resolve(loader *ld, const json_t *node, bool output,
+                   const char *what) {
+  ref r = {0, 0, 0, 0, 0, "", false};
+  tw_graph *g = ld->g;
+  const char *s = json_string_value(node);
+  const char *dot = s != NULL ? strchr(s, '.') : NULL;
+  if (dot == NULL) {
+    diag(ld->d, node, "%s must be a string \"block.port\"", what);
+    return r;
+  }
+  size_t blen = (size_t)(dot - s);
+  const char *port = dot + 1;
+  if (blen == 6 && strncmp(s, "inputs", 6) == 0) {
+    if (!output) {
+      diag(ld->d, node,
+           "%s: graph inputs can only be the source of a "
+           "connection",
+           what);
+      return r;
+    }
+    for (size_t i = 0; i < g->ninputs; i++)
+      if (strcmp(g->inputs[i].name, port) == 0) {
+        r = (ref){TW__SRC_INPUT,     i,  0,   g->inputs[i].offset,
+                  g->inputs[i].size, "", true};
+        return r;
+      }
+    diag(ld->d, node, "%s: the graph has no input '%s'", what, port);
+    return r;
+  }
+  size_t bi = find_block(g, s, blen);
+  if (bi == SIZE_MAX) {
+    diag(ld->d, node, "%s: unknown block '%.*s'", what, (int)blen, s);
+    return r;
+  }
+  const tw_block_desc *d = g->blocks[bi].desc;
+  if (d == NULL)
+    return r; /* the block itself failed: reported there */
+  size_t pi, off;
+  const tw_port *ports = output ? d->outputs : d->inputs;
+  size_t np = output ? d->noutputs : d->ninputs;
+  if (!find_port(ports, np, port, &pi, &off)) {
+    const tw_port *other = output ? d->inputs : d->outputs;
+    size_t no = output ? d->ninputs : d->noutputs, x, y;
+    if (find_port(other, no, port, &x, &y))
+      diag(ld->d, node, "%s: '%s' is an %s of block '%s', not an %s", what,
+           port, output ? "input" : "output", g->blocks[bi].name,
+           output ? "output" : "input");
+    else
+      diag(ld->d, node, "%s: block '%s' (%s) has no %s port '%s'", what,
+           g->blocks[bi].name, d->kind, output ? "output" : "input", port);
+    return r;
+  }
+  r = (ref){TW__SRC_BLOCK, bi, pi, off, ports[pi].size, ports[pi].unit, true};
+  return r;
+}
+
+static void connect(loader *ld, json_t *c) {
+  tw_graph *g = ld->g;
+  if (!json_is_object(c)) {
+    diag(ld->d, c, "a connection must be an object {\"from\", \"to\"}");
+    return;
+  }
+  static const char *const keys[] = {"from", "to", NULL};
+  check_keys(ld->d, c, "connection", keys);
+  json_t *from = json_object_get(c, "from"), *to = json_object_get(c, "to");
+  if (from == NULL || to == NULL) {
+    diag(ld->d, c, "a connection needs \"from\" and \"to\"");
+    return;
+  }
+  ref a = resolve(ld, from, true, "from");
+  ref b = resolve(ld, to, false, "to");
+  if (!a.ok || !b.ok)
+    return;
+  tw__gblock *dst = &g->blocks[b.index];
+  if (a.size != b.size) {
+    diag(ld->d, to, "size mismatch: %s has %zu values, %s has %zu",
+         json_string_value(from), a.size, json_string_value(to), b.size);
+    return;
+  }
+  if (a.unit[0] != '\0' && b.unit[0] != '\0' && strcmp(a.unit, b.unit) != 0) {
+    diag(ld->d, to, "unit mismatch: %s is in '%s', %s in '%s'",
+         json_string_value(from), a.unit, json_string_value(to), b.unit);
+    return;
+  }
+  if (dst->connected[b.port]) {
+    diag(ld->d, to, "%s is already connected", json_string_value(to));
+    return;
+  }
+  dst->connected[b.port] = true;
+  dst->src[b.port] = (tw__gsrc){a.kind, a.index, a.offset, a.size, b.offset};
+}
+
+/* --- Schedule ------------------------------------------------------------ */
+
+/* Does output port o of d read any input within the step? */
+static bool feeds_through(const tw_block_desc *d, size_t o) {
+  if (d->feedthrough_none || d->ninputs == 0)
+    return false;
+  if (d->feedthrough == NULL)
+    return true;
+  for (size_t i = 0; i < d->ninputs; i++)
+    if (d->feedthrough[o * d->ninputs + i])
+      return true;
+  return false;
+}
+
+/* The output port of source block s holding offset off of its y. */
+static size_t port_at(const tw_block_desc *d, size_t off) {
+  size_t acc = 0;
+  for (size_t o = 0; o < d->noutputs; o++) {
+    if (off < acc + d->outputs[o].size)
+      return o;
+    acc += d->outputs[o].size;
+  }
+  return 0;
+}
+
+/* Kahn's algorithm, lowest index first (a deterministic order); blocks
+ * left over sit on an algebraic loop. */
+static int schedule(loader *ld, json_t *blocks_node) {
+  tw_graph *g = ld->g;
+  size_t n = g->nblocks;
+  size_t *indeg = tw_calloc(n ? n : 1, sizeof *indeg);
+  bool *done = tw_calloc(n ? n : 1, sizeof *done);
+  g->order = tw_calloc(n ? n : 1, sizeof *g->order);
+  if (indeg == NULL || done == NULL || g->order == NULL) {
+    tw_free(indeg);
+    tw_free(done);
+    return tw_err_set(ld->err, TW_ENOMEM, "graph: out of memory");
+  }
+  /* Edge s -> b for every source port of b that feeds through in s. */
+  for (size_t b = 0; b < n; b++) {
+    tw__gblock *B = &g->blocks[b];
+    for (size_t i = 0; i < B->desc->ninputs; i++) {
+      const tw__gsrc *s = &B->src[i];
+      if (s->kind != TW__SRC_BLOCK)
+        continue;
+      tw__gblock *S = &g->blocks[s->index];
+      if (feeds_through(S->desc, port_at(S->desc, s->offset)))
+        indeg[b]++;
+      else
+        S->prepass = true;
+    }
+  }
+  size_t k = 0;
+  while (k < n) {
+    size_t pick = SIZE_MAX;
+    for (size_t b = 0; b < n && pick == SIZE_MAX; b++)
+      if (!done[b] && indeg[b] == 0)
+        pick = b;
+    if (pick == SIZE_MAX)
+      break;
+    done[pick] = true;
+    g->order[k++] = pick;
+    for (size_t b = 0; b < n; b++) {
+      tw__gblock *B = &g->blocks[b];
+      for (size_t i = 0; i < B->desc->ninputs; i++) {
+        const tw__gsrc *s = &B->src[i];
+        if (s->kind == TW__SRC_BLOCK && s->index == pick &&
+            feeds_through(g->blocks[pick].desc,
+                          port_at(g->blocks[pick].desc, s->offset)))
+          indeg[b]--;
+      }
+    }
+  }
+  if (k < n) {
+    /* Name only the blocks on a cycle: drop, again and again, left-over
+     * blocks that feed no other left-over block (they only sit
+     * downstream of one). */
+    for (bool pruned = true; pruned;) {
+      pruned = false;
+      for (size_t a = 0; a < n; a++) {
+        if (done[a])
+          continue;
+        bool feeds = false;
+        for (size_t b = 0; b < n && !feeds; b++) {
+          if (done[b])
+            continue;
+          const tw__gblock *B = &g->blocks[b];
+          for (size_t i = 0; i < B->desc->ninputs && !feeds; i++) {
+            const tw__gsrc *s = &B->src[i];
+            feeds = s->kind == TW__SRC_BLOCK && s->index == a &&
+                    feeds_through(g->blocks[a].desc,
+                                  port_at(g->blocks[a].desc, s->offset));
+          }
+        }
+        if (!feeds) {
+          done[a] = true;
+          pruned = true;
+        }
+      }
+    }
+    char names[512] = "";
+    size_t len = 0;
+    for (size_t b = 0; b < n && len < sizeof names - 80; b++)
+      if (!done[b])
+        len += (size_t)snprintf(names + len, sizeof names - len, "%s'%s'",
+                                len ? ", " : "", g->blocks[b].name);
+    size_t first = 0;
+    while (done[first])
+      first++;
+    diag(ld->d, json_object_get(blocks_node, g->blocks[first].name),
+         "algebraic loop: blocks %s depend on each other's outputs within "
+         "one step, and none of them breaks the cycle with state (an "
+         "output that does not feed through, like an integrator's)",
+         names);
+  }
+  tw_free(indeg);
+  tw_free(done);
+  return TW_OK;
+}
+
+/* --- The whole graph ---------------------------------------------------- */
+
+static int load_io(loader *ld, json_t *root) {
+  tw_graph *g = ld->g;
+  json_t *ins = json_object_get(root, "inputs");
+  if (ins != NULL && !json_is_object(ins)) {
+    diag(ld->d, ins, "inputs must be an object of name: {size, unit}");
+    ins = NULL;
+  }
+  size_t nin = ins != NULL ? json_object_size(ins) : 0;
+  g->inputs = tw_calloc(nin ? nin : 1, sizeof *g->inputs);
+  if (g->inputs == NULL)
+    return tw_err_set(ld->err, TW_ENOMEM, "graph: out of memory");
+  const char *key;
+  json_t *v;
+  if (ins != NULL)
+    json_object_foreach(ins, key, v) {
+      size_t size = 1;
+      if (!valid_name(key))
+        diag(ld->d, v, "input name '%s' is not a valid name", key);
+      if (!json_is_object(v)) {
+        diag(ld->d, v, "input '%s' must be an object {size, unit}", key);
+      } else {
+        static const char *const keys[] = {"size", "unit", NULL};
+        check_keys(ld->d, v, "input", keys);
+        json_t *s = json_object_get(v, "size");
+        if (s != NULL && (!json_is_integer(s) || json_integer_value(s) < 1 ||
+                          json_integer_value(s) > MAX_SIZE))
+          diag(ld->d, s, "input '%s': size must be an integer >= 1", key);
+        else if (s != NULL)
+          size = (size_t)json_integer_value(s);
+      }
+      tw__gio *io = &g->inputs[g->ninputs++];
+      io->name = tw_strdup(key);
+      if (io->name == NULL)
+        return tw_err_set(ld->err, TW_ENOMEM, "graph: out of memory");
+      io->size = size;
+      io->offset = g->in_width;
+      g->in_width += size;
+    }
+  return TW_OK;
+}
+
+static int load_outputs(loader *ld, json_t *root) {
+  tw_graph *g = ld->g;
+  json_t *outs = json_object_get(root, "outputs");
+  if (outs != NULL && !json_is_object(outs)) {
+    diag(ld->d, outs, "outputs must be an object of name: \"block.port\"");
+    outs = NULL;
+  }
+  size_t n = outs != NULL ? json_object_size(outs) : 0;
+  g->outputs = tw_calloc(n ? n : 1, sizeof *g->outputs);
+  if (g->outputs == NULL)
+    return tw_err_set(ld->err, TW_ENOMEM, "graph: out of memory");
+  const char *key;
+  json_t *v;
+  if (outs != NULL)
+    json_object_foreach(outs, key, v) {
+      if (!valid_name(key))
+        diag(ld->d, v, "output name '%s' is not a valid name", key);
+      ref r = resolve(ld, v, true, "output");
+      if (!r.ok)
+        continue;
+      if (r.kind != TW__SRC_BLOCK) {
+        diag(ld->d, v, "output '%s' must name a block's output port", key);
+        continue;
+      }
+      tw__gio *io = &g->outputs[g->noutputs++];
+      io->name = tw_strdup(key);
+      if (io->name == NULL)
+        return tw_err_set(ld->err, TW_ENOMEM, "graph: out of memory");
+      io->size = r.size;
+      io->offset = g->out_width;
+      io->block = r.index;
+      io->from = r.offset;
+      g->out_width += r.size;
+    }
+  return TW_OK;
+}
+
+static int load_graph(loader *ld, json_t *root) {
+  tw_graph *g = ld->g;
+  diags *d = ld->d;
+  if (!json_is_object(root)) {
+    diag(d, root, "a graph must be a JSON object");
+    return TW_OK;
+  }
+  static const char *const keys[] = {"graph",   "name",        "dt",
+                                     "blocks",  "connections", "inputs",
+                                     "outputs", NULL};
+  check_keys(d, root, "graph", keys);
+  json_t *ver = json_object_get(root, "graph");
+  if (!json_is_integer(ver) || json_integer_value(ver) != TW_GRAPH_VERSION)
+    diag(d, ver != NULL ? ver : root,
+         "\"graph\" must be %d (the IR version this reader knows)",
+         TW_GRAPH_VERSION);
+  json_t *name = json_object_get(root, "name");
+  const char *nm = json_string_value(name);
+  if (name != NULL && (nm == NULL || !valid_name(nm)))
+    diag(d, name, "name must be a valid name ([A-Za-z_][A-Za-z0-9_]*)");
+  g->name = tw_strdup(nm != NULL ? nm : "graph");
+  if (g->name == NULL)
+    return tw_err_set(ld->err, TW_ENOMEM, "graph: out of memory");
+  json_t *dt = json_object_get(root, "dt");
+  g->dt = json_is_number(dt) ? json_number_value(dt) : 0;
+  if (!(g->dt > 0) || !isfinite(g->dt)) {
+    diag(d, dt != NULL ? dt : root,
+         "dt must be a positive number of "
+         "seconds");
+    g->dt = 1;
+  }
+  int rc = load_io(ld, root);
+  if (rc != TW_OK)
+    return rc;
+  json_t *blocks = json_object_get(root, "blocks");
+  if (!json_is_object(blocks) || json_object_size(blocks) == 0) {
+    diag(d, blocks != NULL ? blocks : root,
+         "blocks must be an object with at least one block");
+    return TW_OK;
+  }
+  size_t nb = json_object_size(blocks);
+  g->blocks = tw_calloc(nb, sizeof *g->blocks);
+  g->modules = tw_calloc(nb, sizeof(tw_wasm_module *));
+  if (g->blocks == NULL || g->modules == NULL)
+    return tw_err_set(ld->err, TW_ENOMEM, "graph: out of memory");
+  const char *key;
+  json_t *v;
+  json_object_foreach(blocks, key, v) {
+    tw__gblock *b = &g->blocks[g->nblocks++];
+    if (!valid_name(key) || strcmp(key, "inputs") == 0)
+      diag(d, v,
+           "block name '%s' is not a valid name (and 'inputs' is "
+           "reserved)",
+           key);
+    b->name = tw_strdup(key);
+    if (b->name == NULL)
+      return tw_err_set(ld->err, TW_ENOMEM, "graph: out of memory");
+    rc = load_block(ld, key, v, b);
+    if (rc != TW_OK)
+      return rc;
+  }
+  json_t *conns = json_object_get(root, "connections");
+  if (conns != NULL && !json_is_array(conns))
+    diag(d, conns, "connections must be an array");
+  else if (conns != NULL)
+    for (size_t i = 0; i < json_array_size(conns); i++)
+      connect(ld, json_array_get(conns, i));
+  rc = load_outputs(ld, root);
+  if (rc != TW_OK || d->n > 0)
+    return rc; /* no schedule for a graph with errors */
+  return schedule(ld, blocks);
+}
+
+int tw_graph_parse(const char *text, size_t len, const char *source,
+                   const char *base_dir, const tw_graph_opts *opts,
+                   tw_buf *diag_out, tw_graph **out, tw_err *err) {
+  tw_json_doc *doc = NULL;
+  int rc = tw_json_parse_doc(text, len, source, &doc, err);
+  if (rc != TW_OK)
+    return rc;
+  tw_graph *g = tw_calloc(1, sizeof *g);
+  if (g == NULL) {
+    tw_json_doc_free(doc);
+    return tw_err_set(err, TW_ENOMEM, "graph: out of memory");
+  }
+  g->ctx = opts != NULL ? opts->ctx : NULL;
+  g->engine = opts != NULL ? opts->engine : NULL;
+  diags d = {doc, diag_out, 0, 0};
+  tw_err fatal;
+  tw_err_init(&fatal);
+  loader ld = {g, &d, base_dir != NULL ? base_dir : ".", opts, &fatal};
+  rc = load_graph(&ld, tw_json_doc_root(doc));
+  if (rc == TW_OK && d.oom)
+    rc = tw_err_set(&fatal, TW_ENOMEM, "graph: out of memory");
+  if (rc != TW_OK) {
+    tw_err_set(err, rc, "%s", fatal.msg);
+  } else if (d.n > 0) {
+    rc = tw_err_set(err, TW_EVALIDATE, "%s: %u error%s",
+                    tw_json_doc_source(doc), d.n, d.n == 1 ? "" : "s");
+  }
+  tw_json_doc_free(doc);
+  if (rc != TW_OK) {
+    tw_graph_free(g);
+    return rc;
+  }
+  *out = g;
+  return TW_OK;
+}
+
+int tw_graph_load(const char *path, const tw_graph_opts *opts, tw_buf *diag_out,
+                  tw_graph **out, tw_err *err) {
+  tw_buf text;
+  tw_buf_init(&text);
+  int rc = tw_file_read_all(path, TW_JSON_MAX_FILE, &text, err);
+  char *copy = rc == TW_OK ? tw_strdup(path) : NULL;
+  if (rc == TW_OK && copy == NULL)
+    rc = tw_err_set(err, TW_ENOMEM, "graph: out of memory");
+  if (rc == TW_OK)
+    rc = tw_graph_parse(text.data, text.len, path, dirname(copy), opts,
+                        diag_out, out, err);
+  tw_free(copy);
+  tw_buf_fini(&text);
+  return rc;
+}
+
+/* --- Introspection ---------------------------------------------------- */
+
+const char *tw_graph_name(const tw_graph *g) { return g->name; }
+double tw_graph_dt(const tw_graph *g) { return g->dt; }
+size_t tw_graph_nblocks(const tw_graph *g) { return g->nblocks; }
+size_t tw_graph_ninputs(const tw_graph *g) { return g->ninputs; }
+size_t tw_graph_noutputs(const tw_graph *g) { return g->noutputs; }
+size_t tw_graph_input_width(const tw_graph *g) { return g->in_width; }
+size_t tw_graph_output_width(const tw_graph *g) { return g->out_width; }
+
+const char *tw_graph_input_name(const tw_graph *g, size_t i, size_t *size) {
+  if (size != NULL)
+    *size = g->inputs[i].size;
+  return g->inputs[i].name;
+}
+
+const char *tw_graph_output_name(const tw_graph *g, size_t i, size_t *size) {
+  if (size != NULL)
+    *size = g->outputs[i].size;
+  return g->outputs[i].name;
+}

@@ -1,0 +1,231 @@
+/*
+ * test_graph.c - execution graphs from their JSON IR: values of small
+ * graphs against hand-computed ones (a chain with a graph input, a loop
+ * broken by an integrator, a block at half the rate, a wasm model), every
+ * diagnostic of a broken graph with its position, algebraic loops, and
+ * allocation failures.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <wasmtime.h>
+
+#include "tw_test.h"
+
+static tw_graph *parse(const char *text) {
+  tw_graph *g = NULL;
+  tw_buf diags = TW_BUF_INIT;
+  tw_err err;
+  tw_err_init(&err);
+  int rc =
+      tw_graph_parse(text, strlen(text), "t.json", ".", NULL, &diags, &g, &err);
+  if (rc != TW_OK)
+    print_error("%s\n%s", err.msg, diags.data != NULL ? diags.data : "");
+  assert_int_equal(rc, TW_OK);
+  tw_buf_fini(&diags);
+  return g;
+}
+
+/* u -> gain(k=3) -> integrator: y_int[k] = sum_{j<k} dt * 3 u[j]. */
+static void chain_with_input(void **state) {
+  (void)state;
+  tw_graph *g = parse(
+      "{\"graph\": 1, \"name\": \"c\", \"dt\": 0.5,"
+      " \"inputs\": {\"u\": {\"size\": 1}},"
+      " \"blocks\": {\"g\": {\"model\": \"builtin:gain\", \"params\": {\"k\": "
+      "3}},"
+      "              \"i\": {\"model\": \"builtin:integrator\"}},"
+      " \"connections\": [{\"from\": \"inputs.u\", \"to\": \"g.u\"},"
+      "                   {\"from\": \"g.y\", \"to\": \"i.u\"}],"
+      " \"outputs\": {\"gy\": \"g.y\", \"iy\": \"i.y\"}}");
+  assert_string_equal(tw_graph_name(g), "c");
+  assert_int_equal(tw_graph_input_width(g), 1);
+  assert_int_equal(tw_graph_output_width(g), 2);
+  double in[4] = {1, 2, -1, 0.5}, out[8];
+  assert_int_equal(tw_graph_run(g, 4, in, out, NULL), TW_OK);
+  double acc = 0;
+  for (int k = 0; k < 4; k++) {
+    assert_true(out[2 * k] == 3 * in[k]);
+    assert_true(out[2 * k + 1] == acc);
+    acc += 0.5 * 3 * in[k];
+  }
+  /* Runs start over. */
+  double out2[8];
+  assert_int_equal(tw_graph_run(g, 4, in, out2, NULL), TW_OK);
+  assert_memory_equal(out, out2, sizeof out);
+  tw_graph_free(g);
+}
+
+/* Writes wat/leaky.wat as a module in a temporary file; returns its path. */
+static void leaky_file(char *path, size_t cap) {
+  tw_buf text = TW_BUF_INIT;
+  assert_int_equal(tw_file_read_all(TW_TEST_SOURCE_DIR
+                                    "/tests/unit/wasm/wat/leaky.wat",
+                                    0, &text, NULL),
+                   TW_OK);
+  wasm_byte_vec_t w;
+  assert_null(wasmtime_wat2wasm(text.data, text.len, &w));
+  (void)snprintf(path, cap, "/tmp/tw-test-graph-%ld.wasm", (long)getpid());
+  assert_int_equal(tw_file_write_atomic(path, w.data, w.size, NULL), TW_OK);
+  wasm_byte_vec_delete(&w);
+  tw_buf_fini(&text);
+}
+
+/* A wasm model in a loop: leaky (x0 = 0.25, y = x, no feedthrough) feeds a
+ * gain of 2 that feeds leaky's input: x' = x + dt (2 * 2x - x). The loop
+ * is broken by leaky's state: its output is evaluated first. */
+static void wasm_model_in_a_loop(void **state) {
+  (void)state;
+  char path[256], text[1024];
+  leaky_file(path, sizeof path);
+  (void)snprintf(
+      text, sizeof text,
+      "{\"graph\": 1, \"dt\": 0.1,"
+      " \"blocks\": {\"m\": {\"model\": \"wasm:%s\"},"
+      "   \"g\": {\"model\": \"builtin:gain\", \"params\": {\"k\": 2}}},"
+      " \"connections\": [{\"from\": \"g.y\", \"to\": \"m.u\"},"
+      "   {\"from\": \"m.y\", \"to\": \"g.u\"}],"
+      " \"outputs\": {\"x\": \"m.y\"}}",
+      path);
+  tw_graph *g = parse(text);
+  double out[5];
+  assert_int_equal(tw_graph_run(g, 5, NULL, out, NULL), TW_OK);
+  double x = 0.25;
+  for (int k = 0; k < 5; k++) {
+    assert_true(fabs(out[k] - x) < 1e-15);
+    x = x + 0.1 * (2 * (2 * x) - x);
+  }
+  tw_graph_free(g);
+  unlink(path);
+}
+
+/* A block stepping every 2 ticks holds its output in between and steps
+ * with dt 2 * dt. */
+static void multirate(void **state) {
+  (void)state;
+  tw_graph *g =
+      parse("{\"graph\": 1, \"dt\": 0.25, \"inputs\": {\"u\": {}},"
+            " \"blocks\": {\"slow\": {\"model\": \"builtin:integrator\", "
+            "\"period\": 0.5},"
+            "   \"fast\": {\"model\": \"builtin:integrator\"}},"
+            " \"connections\": [{\"from\": \"inputs.u\", \"to\": \"slow.u\"},"
+            "   {\"from\": \"inputs.u\", \"to\": \"fast.u\"}],"
+            " \"outputs\": {\"s\": \"slow.y\", \"f\": \"fast.y\"}}");
+  double in[6] = {1, 1, 1, 1, 1, 1}, out[12];
+  assert_int_equal(tw_graph_run(g, 6, in, out, NULL), TW_OK);
+  /* fast: 0, .25, .5, ...; slow steps at ticks 0, 2, 4 with dt 0.5:
+   * y = 0 (k=0,1), 0.5 (k=2,3), 1.0 (k=4,5). */
+  static const double s[6] = {0, 0, 0.5, 0.5, 1.0, 1.0};
+  for (int k = 0; k < 6; k++) {
+    assert_true(out[2 * k] == s[k]);
+    assert_true(out[2 * k + 1] == 0.25 * k);
+  }
+  tw_graph_free(g);
+}
+
+/* Every problem, each with its line and column. */
+static void diagnostics(void **state) {
+  (void)state;
+  static const char text[] =
+      "{\n"
+      "  \"graph\": 1,\n"
+      "  \"dt\": 0.01,\n"
+      "  \"blocks\": {\n"
+      "    \"a\": {\"model\": \"builtin:gain\", \"size\": 2},\n"
+      "    \"b\": {\"model\": \"builtin:gain\"},\n"
+      "    \"c\": {\"model\": \"builtin:frob\"},\n"
+      "    \"d\": {\"model\": \"builtin:integrator\", \"period\": 0.015},\n"
+      "    \"e\": {\"model\": \"builtin:gain\", \"colour\": \"red\"}\n"
+      "  },\n"
+      "  \"connections\": [\n"
+      "    {\"from\": \"a.y\", \"to\": \"b.u\"},\n"
+      "    {\"from\": \"b.y\", \"to\": \"nope.u\"},\n"
+      "    {\"from\": \"b.u\", \"to\": \"e.u\"}\n"
+      "  ],\n"
+      "  \"outputs\": {\"o\": \"b.z\"}\n"
+      "}\n";
+  tw_graph *g = NULL;
+  tw_buf d = TW_BUF_INIT;
+  tw_err err;
+  tw_err_init(&err);
+  assert_int_equal(
+      tw_graph_parse(text, strlen(text), "g.json", ".", NULL, &d, &g, &err),
+      TW_EVALIDATE);
+  assert_null(g);
+  assert_string_equal(err.msg, "g.json: 7 errors");
+  static const char *const want[] = {
+      "g.json:7:20: error: block 'c': unknown model 'builtin:frob'",
+      "g.json:8:52: error: block 'd': period 0.015 s is not a positive "
+      "multiple of dt = 0.01 s",
+      "g.json:9:46: error: block 'e': unknown field 'colour'",
+      "g.json:12:27: error: size mismatch: a.y has 2 values, b.u has 1",
+      "g.json:13:27: error: to: unknown block 'nope'",
+      "g.json:14:14: error: from: 'u' is an input of block 'b', not an "
+      "output",
+      "g.json:16:20: error: output: block 'b' (gain) has no output port 'z'",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    if (strstr(d.data, want[i]) == NULL)
+      print_error("missing: %s\nin:\n%s", want[i], d.data);
+    assert_non_null(strstr(d.data, want[i]));
+  }
+  tw_buf_fini(&d);
+  /* Not JSON: the parser's located error. */
+  tw_err_init(&err);
+  assert_int_equal(
+      tw_graph_parse("{\"graph\": 1,", 12, "h.json", ".", NULL, NULL, &g, &err),
+      TW_EPARSE);
+  assert_non_null(strstr(err.msg, "h.json:1:13: error:"));
+}
+
+static void algebraic_loop(void **state) {
+  (void)state;
+  static const char text[] =
+      "{\"graph\": 1, \"dt\": 1, \"blocks\": {"
+      "\"p\": {\"model\": \"builtin:gain\"}, \"q\": {\"model\": "
+      "\"builtin:gain\"}, \"r\": {\"model\": \"builtin:integrator\"}},"
+      "\"connections\": [{\"from\": \"p.y\", \"to\": \"q.u\"},"
+      "{\"from\": \"q.y\", \"to\": \"p.u\"}, {\"from\": \"q.y\", \"to\": "
+      "\"r.u\"}]}";
+  tw_graph *g = NULL;
+  tw_buf d = TW_BUF_INIT;
+  assert_int_equal(
+      tw_graph_parse(text, strlen(text), "l.json", ".", NULL, &d, &g, NULL),
+      TW_EVALIDATE);
+  assert_non_null(strstr(d.data, "algebraic loop: blocks 'p', 'q' depend"));
+  tw_buf_fini(&d);
+}
+
+static int parse_round(void) {
+  static const char text[] =
+      "{\"graph\": 1, \"dt\": 0.5, \"inputs\": {\"u\": {\"size\": 1}},"
+      " \"blocks\": {\"g\": {\"model\": \"builtin:gain\"},"
+      " \"m\": {\"model\": \"builtin:mlp\", \"sizes\": [1, 3, 1],"
+      " \"activations\": [\"tanh\", \"none\"]}},"
+      " \"connections\": [{\"from\": \"inputs.u\", \"to\": \"g.u\"},"
+      " {\"from\": \"g.y\", \"to\": \"m.in\"}], \"outputs\": {\"y\": "
+      "\"m.out\"}}";
+  tw_graph *g = NULL;
+  int rc =
+      tw_graph_parse(text, strlen(text), "a.json", ".", NULL, NULL, &g, NULL);
+  double in[2] = {1, 2}, out[2];
+  if (rc == TW_OK)
+    rc = tw_graph_run(g, 2, in, out, NULL);
+  tw_graph_free(g);
+  return rc;
+}
+
+static void allocation_failures(void **state) {
+  (void)state;
+  TW_TEST_ALLOC_FAILURES(parse_round());
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      TW_TEST(chain_with_input), TW_TEST(wasm_model_in_a_loop),
+      TW_TEST(multirate),        TW_TEST(diagnostics),
+      TW_TEST(algebraic_loop),   TW_TEST(allocation_failures),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
