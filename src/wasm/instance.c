@@ -516,9 +516,9 @@ int tw_wasm_init(tw_wasm_instance *in, const double *theta, double *x0,
   return rc;
 }
 
-int tw_wasm_step(tw_wasm_instance *in, double t, double dt, const double *x,
-                 const double *u, const double *theta, double *x_next,
-                 double *y, tw_err *err) {
+/* Puts the point (x, u, theta) of a step or its VJP into the guest. */
+static int put_point(tw_wasm_instance *in, const double *x, const double *u,
+                     const double *theta, tw_err *err) {
   const tw_wasm_desc *d = &in->module->desc;
   int rc = usable(in, err);
   if (rc == TW_OK)
@@ -527,18 +527,30 @@ int tw_wasm_step(tw_wasm_instance *in, double t, double dt, const double *x,
     rc = put(in, TW__WB_U, u, in->u_default, d->nu, err);
   if (rc == TW_OK)
     rc = put(in, TW__WB_THETA, theta, NULL, d->ntheta, err);
-  wasmtime_val_raw_t v[7];
+  return rc;
+}
+
+/* Calls fn(t, dt, buffers...) and checks its status. */
+static int call_abi(tw_wasm_instance *in, unsigned fn, double t, double dt,
+                    const unsigned *bufs, size_t n, tw_err *err) {
+  wasmtime_val_raw_t v[2 + TW__WB_COUNT];
   v[0].f64 = t;
   v[1].f64 = dt;
-  v[2].i32 = (int32_t)in->buf[TW__WB_X];
-  v[3].i32 = (int32_t)in->buf[TW__WB_U];
-  v[4].i32 = (int32_t)in->buf[TW__WB_THETA];
-  v[5].i32 = (int32_t)in->buf[TW__WB_XN];
-  v[6].i32 = (int32_t)in->buf[TW__WB_Y];
+  for (size_t i = 0; i < n; i++)
+    v[2 + i].i32 = (int32_t)in->buf[bufs[i]];
+  int rc = call(in, fn, v, 2 + n, err);
+  return rc == TW_OK ? check_status(in, fn, v[0].i32, err) : rc;
+}
+
+int tw_wasm_step(tw_wasm_instance *in, double t, double dt, const double *x,
+                 const double *u, const double *theta, double *x_next,
+                 double *y, tw_err *err) {
+  static const unsigned bufs[] = {TW__WB_X, TW__WB_U, TW__WB_THETA, TW__WB_XN,
+                                  TW__WB_Y};
+  const tw_wasm_desc *d = &in->module->desc;
+  int rc = put_point(in, x, u, theta, err);
   if (rc == TW_OK)
-    rc = call(in, TW__WX_STEP, v, 7, err);
-  if (rc == TW_OK)
-    rc = check_status(in, TW__WX_STEP, v[0].i32, err);
+    rc = call_abi(in, TW__WX_STEP, t, dt, bufs, 5, err);
   if (rc == TW_OK)
     rc = get(in, TW__WB_XN, x_next, d->nx, false, err);
   if (rc == TW_OK)
@@ -550,19 +562,16 @@ int tw_wasm_step_vjp(tw_wasm_instance *in, double t, double dt, const double *x,
                      const double *u, const double *theta,
                      const double *gx_next, const double *gy, double *gx,
                      double *gu, double *gtheta, tw_err *err) {
+  static const unsigned bufs[] = {TW__WB_X,   TW__WB_U,     TW__WB_THETA,
+                                  TW__WB_GXN, TW__WB_GY,    TW__WB_GX,
+                                  TW__WB_GU,  TW__WB_GTHETA};
   const tw_wasm_module *m = in->module;
   const tw_wasm_desc *d = &m->desc;
   if (!d->differentiable || !in->has_fn[TW__WX_STEP_VJP])
     return tw_err_set(err, TW_ENOTSUP,
                       "model '%s' is not differentiable (no tw_step_vjp)",
                       model_name(m));
-  int rc = usable(in, err);
-  if (rc == TW_OK)
-    rc = put(in, TW__WB_X, x, NULL, d->nx, err);
-  if (rc == TW_OK)
-    rc = put(in, TW__WB_U, u, in->u_default, d->nu, err);
-  if (rc == TW_OK)
-    rc = put(in, TW__WB_THETA, theta, NULL, d->ntheta, err);
+  int rc = put_point(in, x, u, theta, err);
   if (rc == TW_OK)
     rc = put(in, TW__WB_GXN, gx_next, NULL, d->nx, err);
   if (rc == TW_OK)
@@ -573,21 +582,8 @@ int tw_wasm_step_vjp(tw_wasm_instance *in, double t, double dt, const double *x,
     rc = put(in, TW__WB_GX, NULL, NULL, d->nx, err);
   if (rc == TW_OK)
     rc = put(in, TW__WB_GU, NULL, NULL, d->nu, err);
-  wasmtime_val_raw_t v[10];
-  v[0].f64 = t;
-  v[1].f64 = dt;
-  v[2].i32 = (int32_t)in->buf[TW__WB_X];
-  v[3].i32 = (int32_t)in->buf[TW__WB_U];
-  v[4].i32 = (int32_t)in->buf[TW__WB_THETA];
-  v[5].i32 = (int32_t)in->buf[TW__WB_GXN];
-  v[6].i32 = (int32_t)in->buf[TW__WB_GY];
-  v[7].i32 = (int32_t)in->buf[TW__WB_GX];
-  v[8].i32 = (int32_t)in->buf[TW__WB_GU];
-  v[9].i32 = (int32_t)in->buf[TW__WB_GTHETA];
   if (rc == TW_OK)
-    rc = call(in, TW__WX_STEP_VJP, v, 10, err);
-  if (rc == TW_OK)
-    rc = check_status(in, TW__WX_STEP_VJP, v[0].i32, err);
+    rc = call_abi(in, TW__WX_STEP_VJP, t, dt, bufs, 8, err);
   if (rc == TW_OK)
     rc = get(in, TW__WB_GX, gx, d->nx, false, err);
   if (rc == TW_OK)

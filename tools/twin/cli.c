@@ -219,6 +219,15 @@ int cli_parse(cli_ctx *cli, const cli_cmd *cmd, int argc, char **argv,
   return 0;
 }
 
+int cli_write_formatted(cli_ctx *cli, const tw_buf *buf, int format_rc) {
+  if (format_rc == TW_OK)
+    return cli_write_out(cli, buf);
+  tw_err err;
+  tw_err_init(&err);
+  tw_err_set(&err, format_rc, "cannot format the output");
+  return cli_fail(cli, &err);
+}
+
 int cli_write_out(cli_ctx *cli, const tw_buf *buf) {
   if (buf->len != 0 && fwrite(buf->data, 1, buf->len, cli->out) != buf->len)
     goto fail;

@@ -105,4 +105,8 @@ int cli_parse_uint(cli_ctx *cli, const char *opt, const char *text,
  * if stdout cannot be written, e.g. a closed pipe or a full disk. */
 int cli_write_out(cli_ctx *cli, const tw_buf *buf);
 
+/* cli_write_out when format_rc (the result of formatting buf) is TW_OK;
+ * otherwise fails with "cannot format the output". */
+int cli_write_formatted(cli_ctx *cli, const tw_buf *buf, int format_rc);
+
 #endif /* TWIN_CLI_H */

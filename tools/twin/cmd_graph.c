@@ -137,12 +137,7 @@ static int run_run(cli_ctx *cli, const cli_args *args) {
     }
     if (frc == TW_OK)
       frc = tw_buf_printf(&b, cli->json ? "}}\n" : "\n");
-    if (frc != TW_OK) {
-      tw_err_set(&err, frc, "cannot format the output");
-      code = cli_fail(cli, &err);
-    } else {
-      code = cli_write_out(cli, &b);
-    }
+    code = cli_write_formatted(cli, &b, frc);
   }
   tw_buf_fini(&b);
   tw_free(out);

@@ -242,13 +242,7 @@ static int run_inspect(cli_ctx *cli, const cli_args *args) {
     if (rc == TW_OK)
       rc = put_externs(&b, "exports", exps, ne, false);
   }
-  int code;
-  if (rc != TW_OK) {
-    tw_err_set(&err, rc, "cannot format the report");
-    code = cli_fail(cli, &err);
-  } else {
-    code = cli_write_out(cli, &b);
-  }
+  int code = cli_write_formatted(cli, &b, rc);
   tw_buf_fini(&b);
   tw_wasm_module_free(m);
   tw_wasm_engine_free(e);

@@ -52,13 +52,7 @@ static int run_info(cli_ctx *cli, const cli_args *args) {
                        "jansson:            %s\n",
                        tw_version_string(), now, cpus, tw_pool_threads(pool),
                        page, mono, tcpu, jansson_version_str());
-  int code;
-  if (rc != TW_OK) {
-    tw_err_set(&err, rc, "cannot format the report");
-    code = cli_fail(cli, &err);
-  } else {
-    code = cli_write_out(cli, &b);
-  }
+  int code = cli_write_formatted(cli, &b, rc);
   tw_buf_fini(&b);
   return code;
 }

@@ -5,13 +5,12 @@
  * diagnostic of a broken graph with its position, algebraic loops, and
  * allocation failures.
  */
+#include "tw_test.h"
+#include "wasm_test.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <wasmtime.h>
-
-#include "tw_test.h"
 
 static tw_graph *parse(const char *text) {
   tw_graph *g = NULL;
@@ -59,17 +58,10 @@ static void chain_with_input(void **state) {
 
 /* Writes wat/leaky.wat as a module in a temporary file; returns its path. */
 static void leaky_file(char *path, size_t cap) {
-  tw_buf text = TW_BUF_INIT;
-  assert_int_equal(tw_file_read_all(TW_TEST_SOURCE_DIR
-                                    "/tests/unit/wasm/wat/leaky.wat",
-                                    0, &text, NULL),
-                   TW_OK);
-  wasm_byte_vec_t w;
-  assert_null(wasmtime_wat2wasm(text.data, text.len, &w));
+  wasm_byte_vec_t w = wt_wat("leaky.wat");
   (void)snprintf(path, cap, "/tmp/tw-test-graph-%ld.wasm", (long)getpid());
   assert_int_equal(tw_file_write_atomic(path, w.data, w.size, NULL), TW_OK);
   wasm_byte_vec_delete(&w);
-  tw_buf_fini(&text);
 }
 
 /* A wasm model in a loop: leaky (x0 = 0.25, y = x, no feedthrough) feeds a

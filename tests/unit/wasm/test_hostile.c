@@ -18,15 +18,14 @@
  * the case lists that answer as "today": accepted with a note on the test
  * output, so the case still guards against crashes, hangs and leaks.
  */
+#include "tw_test.h"
+#include "wasm_test.h"
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <wasmtime.h>
-
-#include "tw_test.h"
 
 #define WAT_DIR TW_TEST_SOURCE_DIR "/tests/unit/wasm/wat/"
 #define CAP ((size_t)4 << 20)        /* the engines' memory cap */
@@ -47,17 +46,7 @@ static double ms_since(uint64_t t0) {
 
 /* WAT text (from a file under wat/, or given) to module bytes. */
 static wasm_byte_vec_t wat_text(const char *text, size_t len) {
-  wasm_byte_vec_t out;
-  wasmtime_error_t *e = wasmtime_wat2wasm(text, len, &out);
-  if (e != NULL) {
-    wasm_name_t msg;
-    wasmtime_error_message(e, &msg);
-    print_error("wat2wasm: %.*s\n", (int)msg.size, msg.data);
-    wasm_byte_vec_delete(&msg);
-    wasmtime_error_delete(e);
-    fail();
-  }
-  return out;
+  return wt_wat_text(text, len);
 }
 
 static void read_text(const char *name, tw_buf *text) {
@@ -71,13 +60,7 @@ static void read_text(const char *name, tw_buf *text) {
   assert_int_equal(rc, TW_OK);
 }
 
-static wasm_byte_vec_t wat(const char *name) {
-  tw_buf text = TW_BUF_INIT;
-  read_text(name, &text);
-  wasm_byte_vec_t w = wat_text(text.data, text.len);
-  tw_buf_fini(&text);
-  return w;
-}
+static wasm_byte_vec_t wat(const char *name) { return wt_wat(name); }
 
 /* wasmtime turns SIGSEGV, SIGILL, SIGFPE and SIGBUS raised by guest code
  * into traps, with process-wide handlers installed by the first engine.
@@ -119,14 +102,7 @@ static tw_wasm_engine *engine_with(size_t max_memory) {
   o.max_stack = (size_t)128 << 10;
   o.max_module_size = MAX_MODULE;
   o.pool_size = POOL;
-  tw_wasm_engine *e = NULL;
-  tw_err err;
-  tw_err_init(&err);
-  int rc = tw_wasm_engine_new(NULL, &o, &e, &err);
-  if (rc != TW_OK)
-    print_error("%s\n", err.msg);
-  assert_int_equal(rc, TW_OK);
-  return e;
+  return wt_engine(&o);
 }
 
 static tw_wasm_engine *engine(void) { return engine_with(CAP); }

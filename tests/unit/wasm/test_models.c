@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "tw_test.h"
+#include "wasm_test.h"
 
 #ifndef TW_MODELS_DIR
 #error "TW_MODELS_DIR must name the directory of the built example models"
@@ -21,9 +22,7 @@ static tw_wasm_engine *make_engine(void) {
   memset(&o, 0, sizeof o);
   o.max_memory = (size_t)16 << 20;
   o.pool_size = 8;
-  tw_wasm_engine *e = NULL;
-  assert_int_equal(tw_wasm_engine_new(NULL, &o, &e, NULL), TW_OK);
-  return e;
+  return wt_engine(&o);
 }
 
 static tw_wasm_module *load(tw_wasm_engine *e, const char *name) {

@@ -6,29 +6,14 @@
  * deterministic; instances on two threads agree; bad limits are refused;
  * allocation failures leak nothing.
  */
+#include "tw_test.h"
+#include "wasm_test.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <wasmtime.h>
 
-#include "tw_test.h"
-
-static wasm_byte_vec_t leaky_wasm(void) {
-  tw_buf text = TW_BUF_INIT;
-  tw_err err;
-  tw_err_init(&err);
-  int rc = tw_file_read_all(TW_TEST_SOURCE_DIR "/tests/unit/wasm/wat/leaky.wat",
-                            0, &text, &err);
-  if (rc != TW_OK)
-    print_error("%s\n", err.msg);
-  assert_int_equal(rc, TW_OK);
-  wasm_byte_vec_t out;
-  wasmtime_error_t *e = wasmtime_wat2wasm(text.data, text.len, &out);
-  assert_null(e);
-  tw_buf_fini(&text);
-  return out;
-}
+static wasm_byte_vec_t leaky_wasm(void) { return wt_wat("leaky.wat"); }
 
 static tw_wasm_engine *engine(unsigned meters) {
   tw_wasm_engine_opts o;
@@ -36,14 +21,7 @@ static tw_wasm_engine *engine(unsigned meters) {
   o.meters = meters;
   o.max_memory = (size_t)4 << 20;
   o.pool_size = 8;
-  tw_wasm_engine *e = NULL;
-  tw_err err;
-  tw_err_init(&err);
-  int rc = tw_wasm_engine_new(NULL, &o, &e, &err);
-  if (rc != TW_OK)
-    print_error("%s\n", err.msg);
-  assert_int_equal(rc, TW_OK);
-  return e;
+  return wt_engine(&o);
 }
 
 static tw_wasm_module *load(tw_wasm_engine *e, const wasm_byte_vec_t *w) {
