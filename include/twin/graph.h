@@ -20,6 +20,7 @@
 #include "twin/common.h"
 #include "twin/ctx.h"
 #include "twin/error.h"
+#include "twin/sim.h"
 #include "twin/wasm.h"
 
 TW_EXTERN_C_BEGIN
@@ -69,6 +70,30 @@ TW_API size_t tw_graph_output_width(const tw_graph *g);
  * hold their outputs in between. */
 TW_API int tw_graph_run(tw_graph *g, int64_t ticks, const double *inputs,
                         double *outputs, tw_err *err);
+
+/* Parameters: the values of every block's parameters as loaded, in block
+ * order; ports are named "block.param". */
+TW_API size_t tw_graph_nparams(const tw_graph *g);
+TW_API size_t tw_graph_nparam_ports(const tw_graph *g);
+TW_API const char *tw_graph_param_name(const tw_graph *g, size_t i,
+                                       size_t *size, size_t *offset);
+
+/* All parameter values (tw_graph_nparams), read or replaced: runs and
+ * gradients use them. */
+TW_API void tw_graph_get_params(const tw_graph *g, double *theta);
+TW_API void tw_graph_set_params(tw_graph *g, const double *theta);
+
+/* The loss over ticks steps and its exact gradient with respect to the
+ * parameters (gtheta: tw_graph_nparams values, overwritten; only the
+ * ports named in wrt, "block.param", when wrt is not NULL, the others 0),
+ * by the discrete adjoint through every block's VJP (builtin adjoints and
+ * wasm tw_step_vjp) under schedule ("all", "periodic:C", "revolve:K";
+ * NULL: all). The loss sees the graph's outputs as its y. A block that is
+ * not differentiable is TW_ENOTSUP naming it. */
+TW_API int tw_graph_grad(tw_graph *g, int64_t ticks, const double *inputs,
+                         const tw_loss *loss, const char *const *wrt,
+                         size_t nwrt, const char *schedule, double *loss_out,
+                         double *gtheta, tw_err *err);
 
 TW_EXTERN_C_END
 

@@ -59,6 +59,10 @@ struct tw_graph {
   bool own_engine;
   tw_wasm_module **modules;
   size_t nmodules;
+  tw_block *composite; /* the whole graph as one block (composite.c) */
 };
+
+/* The graph as one block: a tick is a step (composite.c). */
+int tw__graph_composite(tw_graph *g, tw_block **out, tw_err *err);
 
 #endif

@@ -94,6 +94,7 @@ static void check_keys(diags *d, json_t *obj, const char *what,
 void tw_graph_free(tw_graph *g) {
   if (g == NULL)
     return;
+  tw_block_free(g->composite);
   for (size_t i = 0; i < g->nblocks; i++) {
     tw__gblock *b = &g->blocks[i];
     tw_block_free(b->block);
@@ -822,7 +823,10 @@ static int load_graph(loader *ld, json_t *root) {
   rc = load_outputs(ld, root);
   if (rc != TW_OK || d->n > 0)
     return rc; /* no schedule for a graph with errors */
-  return schedule(ld, blocks);
+  rc = schedule(ld, blocks);
+  if (rc == TW_OK && d->n == 0)
+    rc = tw__graph_composite(g, &g->composite, ld->err);
+  return rc;
 }
 
 int tw_graph_parse(const char *text, size_t len, const char *source,

@@ -1,90 +1,129 @@
 /*
- * run.c - stepping a loaded graph: per tick, the prepass (outputs that
- * depend on the state only, for blocks whose consumers run first), then
- * every active block in topological order: gather its inputs from graph
- * inputs and other blocks' outputs, step, keep the new state. Blocks that
- * step every r ticks run with dt r and hold their outputs in between.
+ * run.c - running and differentiating a loaded graph: its composite block
+ * (composite.c) under the rollouts of src/sim, so the graph gets the same
+ * checkpoint schedules, clipping and finite checks as any block.
  */
 #include <string.h>
 
 #include "graph_int.h"
+#include "twin/alloc.h"
 
-/* Copies the sources of b's connected inputs into b->u. */
-static void gather(const tw_graph *g, tw__gblock *b, const double *in_row) {
-  for (size_t i = 0; i < b->desc->ninputs; i++) {
-    const tw__gsrc *s = &b->src[i];
-    const double *from = NULL;
-    if (s->kind == TW__SRC_INPUT)
-      from = in_row != NULL ? in_row + s->offset : NULL;
-    else if (s->kind == TW__SRC_BLOCK)
-      from = g->blocks[s->index].y + s->offset;
-    else
-      continue; /* unconnected: its default, set at load */
-    if (from != NULL)
-      memcpy(b->u + s->dst, from, s->size * sizeof(double));
-    else
-      memset(b->u + s->dst, 0, s->size * sizeof(double));
-  }
-}
-
-static int step(tw__gblock *b, double t, double dt, int64_t k, tw_err *err) {
-  tw_step_args a = {t, dt, k, b->x, b->u, b->theta, b->xn, b->y};
-  int rc = tw_block_step(b->block, &a, err);
-  if (rc != TW_OK)
-    return rc;
-  double *tmp = b->x;
-  b->x = b->xn;
-  b->xn = tmp;
-  return TW_OK;
+/* Initial state and parameters of the composite (x0: nx, theta: ntheta). */
+static int start(tw_graph *g, double **x0, double **theta, tw_err *err) {
+  const tw_block_desc *d = tw_block_describe(g->composite);
+  *x0 = tw_calloc(d->nx + 1, sizeof(double));
+  *theta = tw_calloc(d->ntheta + 1, sizeof(double));
+  if (*x0 == NULL || *theta == NULL)
+    return tw_err_set(err, TW_ENOMEM, "graph: out of memory");
+  (void)tw_block_default_params(g->composite, *theta, NULL);
+  return tw_block_init(g->composite, *theta, *x0, err);
 }
 
 int tw_graph_run(tw_graph *g, int64_t ticks, const double *inputs,
                  double *outputs, tw_err *err) {
   if (ticks < 1)
     return tw_err_set(err, TW_EINVAL,
-                      "graph '%s': ticks must be >= 1, not "
-                      "%lld",
-                      g->name, (long long)ticks);
+                      "graph '%s': ticks must be >= 1, not %lld", g->name,
+                      (long long)ticks);
+  double *x0 = NULL, *theta = NULL;
+  int rc = start(g, &x0, &theta, err);
+  tw_rollout_opts o;
+  memset(&o, 0, sizeof o);
+  o.steps = ticks;
+  o.dt = g->dt;
+  if (rc == TW_OK)
+    rc = tw_sim_forward(g->composite, &o, x0, theta, inputs, NULL, NULL,
+                        outputs, NULL, err);
+  tw_free(x0);
+  tw_free(theta);
+  return rc;
+}
+
+size_t tw_graph_nparams(const tw_graph *g) {
+  return tw_block_describe(g->composite)->ntheta;
+}
+
+int tw_graph_grad(tw_graph *g, int64_t ticks, const double *inputs,
+                  const tw_loss *loss, const char *const *wrt, size_t nwrt,
+                  const char *schedule, double *loss_out, double *gtheta,
+                  tw_err *err) {
+  const tw_block_desc *d = tw_block_describe(g->composite);
+  if (!d->differentiable) {
+    for (size_t i = 0; i < g->nblocks; i++)
+      if (!g->blocks[i].desc->differentiable)
+        return tw_err_set(err, TW_ENOTSUP,
+                          "graph '%s': block '%s' (%s) is not differentiable",
+                          g->name, g->blocks[i].name, g->blocks[i].desc->kind);
+  }
+  tw_rollout_opts o;
+  memset(&o, 0, sizeof o);
+  o.steps = ticks;
+  o.dt = g->dt;
+  o.check_finite = true;
+  int rc =
+      tw_ckpt_spec_parse(schedule != NULL ? schedule : "all", &o.schedule, err);
+  if (rc != TW_OK)
+    return rc;
+  bool *want = NULL;
+  if (wrt != NULL) {
+    want = tw_calloc(d->nparams + 1, sizeof(bool));
+    if (want == NULL)
+      return tw_err_set(err, TW_ENOMEM, "graph: out of memory");
+    for (size_t k = 0; k < nwrt && rc == TW_OK; k++) {
+      size_t p = 0;
+      while (p < d->nparams && strcmp(d->params[p].name, wrt[k]) != 0)
+        p++;
+      if (p == d->nparams)
+        rc = tw_err_set(err, TW_EINVAL,
+                        "graph '%s' has no parameter '%s' (give "
+                        "block.param)",
+                        g->name, wrt[k]);
+      else
+        want[p] = true;
+    }
+    o.wrt = want;
+  }
+  double *x0 = NULL, *theta = NULL;
+  if (rc == TW_OK)
+    rc = start(g, &x0, &theta, err);
+  tw_rollout_stats st;
+  if (rc == TW_OK)
+    rc = tw_sim_grad(g->composite, &o, x0, theta, inputs, loss, gtheta, NULL,
+                     NULL, &st, err);
+  if (rc == TW_OK && loss_out != NULL)
+    *loss_out = st.loss;
+  tw_free(x0);
+  tw_free(theta);
+  tw_free(want);
+  return rc;
+}
+
+const char *tw_graph_param_name(const tw_graph *g, size_t i, size_t *size,
+                                size_t *offset) {
+  const tw_block_desc *d = tw_block_describe(g->composite);
+  size_t off = 0;
+  for (size_t p = 0; p < i; p++)
+    off += d->params[p].size;
+  if (size != NULL)
+    *size = d->params[i].size;
+  if (offset != NULL)
+    *offset = off;
+  return d->params[i].name;
+}
+
+size_t tw_graph_nparam_ports(const tw_graph *g) {
+  return tw_block_describe(g->composite)->nparams;
+}
+
+void tw_graph_get_params(const tw_graph *g, double *theta) {
+  (void)tw_block_default_params(g->composite, theta, NULL);
+}
+
+void tw_graph_set_params(tw_graph *g, const double *theta) {
+  size_t off = 0;
   for (size_t i = 0; i < g->nblocks; i++) {
-    tw__gblock *b = &g->blocks[i];
-    int rc = tw_block_init(b->block, b->theta, b->x0, err);
-    if (rc != TW_OK)
-      return rc;
-    memcpy(b->x, b->x0, b->desc->nx * sizeof(double));
-    memset(b->y, 0, b->desc->ny * sizeof(double));
+    size_t n = g->blocks[i].desc->ntheta;
+    memcpy(g->blocks[i].theta, theta + off, n * sizeof(double));
+    off += n;
   }
-  for (int64_t k = 0; k < ticks; k++) {
-    const double *row =
-        inputs != NULL ? inputs + (size_t)k * g->in_width : NULL;
-    double t = (double)k * g->dt;
-    for (size_t i = 0; i < g->nblocks; i++) {
-      tw__gblock *b = &g->blocks[i];
-      if (!b->prepass || k % b->every != 0)
-        continue;
-      /* y from the state alone: the inputs it does not read are stale. */
-      tw_step_args a = {t,    g->dt * b->every, k,     b->x,
-                        b->u, b->theta,         b->xn, b->y};
-      int rc = tw_block_step(b->block, &a, err);
-      if (rc != TW_OK)
-        return rc;
-    }
-    for (size_t j = 0; j < g->nblocks; j++) {
-      tw__gblock *b = &g->blocks[g->order[j]];
-      if (k % b->every != 0)
-        continue;
-      gather(g, b, row);
-      int rc = step(b, t, g->dt * b->every, k, err);
-      if (rc != TW_OK)
-        return rc;
-    }
-    if (outputs != NULL) {
-      double *out = outputs + (size_t)k * g->out_width;
-      for (size_t o = 0; o < g->noutputs; o++) {
-        const tw__gio *io = &g->outputs[o];
-        memcpy(out + io->offset, g->blocks[io->block].y + io->from,
-               io->size * sizeof(double));
-      }
-    }
-  }
-  return TW_OK;
 }
