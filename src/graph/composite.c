@@ -118,6 +118,41 @@ static void gather(const comp *c, size_t i, const double *u, const double *x,
   }
 }
 
+/* The blocks of one level, [first + begin, first + end) of the order. */
+typedef struct level_job {
+  comp *c;
+  const tw_step_args *a;
+  size_t first;
+} level_job;
+
+static int step_range(void *arg, size_t chunk, size_t begin, size_t end,
+                      tw_err *err) {
+  (void)chunk;
+  const level_job *job = arg;
+  comp *c = job->c;
+  const tw_step_args *a = job->a;
+  tw_graph *g = c->g;
+  for (size_t j = job->first + begin; j < job->first + end; j++) {
+    size_t i = g->order[j];
+    tw__gblock *b = &g->blocks[i];
+    if (!c->active[i])
+      continue;
+    gather(c, i, a->u, a->x, a->x_next);
+    tw_step_args s = {a->t,
+                      a->dt * b->every,
+                      a->k,
+                      a->x + c->xoff[i],
+                      b->u,
+                      a->theta + c->toff[i],
+                      a->x_next + c->xoff[i],
+                      out_buf(c, i, a->x_next)};
+    int rc = tw_block_step(b->block, &s, err);
+    if (rc != TW_OK)
+      return rc;
+  }
+  return TW_OK;
+}
+
 /* One tick: x -> xn, outputs into y (may be NULL). */
 static int tick(comp *c, const tw_step_args *a, tw_err *err) {
   tw_graph *g = c->g;
@@ -148,21 +183,12 @@ static int tick(comp *c, const tw_step_args *a, tw_err *err) {
     if (rc != TW_OK)
       return rc;
   }
-  for (size_t j = 0; j < g->nblocks; j++) {
-    size_t i = g->order[j];
-    tw__gblock *b = &g->blocks[i];
-    if (!c->active[i])
-      continue;
-    gather(c, i, a->u, a->x, xn);
-    tw_step_args s = {a->t,
-                      dt * b->every,
-                      a->k,
-                      a->x + c->xoff[i],
-                      b->u,
-                      a->theta + c->toff[i],
-                      xn + c->xoff[i],
-                      out_buf(c, i, xn)};
-    int rc = tw_block_step(b->block, &s, err);
+  for (size_t l = 0; l < g->nlevels; l++) {
+    size_t first = g->level_start[l], n = g->level_start[l + 1] - first;
+    level_job job = {c, a, first};
+    int rc = g->pool != NULL && n > 1
+                 ? tw_pool_parallel_for(g->pool, n, 1, step_range, &job, err)
+                 : step_range(&job, 0, 0, n, err);
     if (rc != TW_OK)
       return rc;
   }

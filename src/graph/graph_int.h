@@ -8,12 +8,15 @@
  * (A before B when an output of A that feeds through from A's inputs is
  * connected to B); blocks marked prepass have outputs that do not feed
  * through and feed a block ordered before them, so run.c evaluates those
- * outputs first from the state alone.
+ * outputs first from the state alone. Blocks of one level (the longest
+ * chain of ordering edges before them) do not depend on each other within
+ * a tick and may step in parallel.
  */
 #ifndef TW_GRAPH_INT_H
 #define TW_GRAPH_INT_H
 
 #include "twin/graph.h"
+#include "twin/pool.h"
 #include "twin/sim.h"
 
 enum { TW__SRC_NONE, TW__SRC_INPUT, TW__SRC_BLOCK };
@@ -51,7 +54,10 @@ struct tw_graph {
   double dt;
   tw__gblock *blocks;
   size_t nblocks;
-  size_t *order;
+  size_t *order;       /* blocks by level, then index */
+  size_t *level_start; /* nlevels + 1 positions in order */
+  size_t nlevels;
+  tw_pool *pool; /* from the context: levels run in parallel */
   tw__gio *inputs, *outputs;
   size_t ninputs, noutputs, in_width, out_width;
   tw_ctx *ctx;

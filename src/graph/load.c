@@ -114,6 +114,7 @@ void tw_graph_free(tw_graph *g) {
   tw_free(g->modules);
   tw_free(g->blocks);
   tw_free(g->order);
+  tw_free(g->level_start);
   tw_free(g->inputs);
   tw_free(g->outputs);
   tw_free(g->name);
@@ -578,6 +579,49 @@ static size_t port_at(const tw_block_desc *d, size_t off) {
   return 0;
 }
 
+/* Groups the topological order by level: a block's level is one more than
+ * the highest level of the blocks it must run after (0 for none). */
+static int levels(loader *ld) {
+  tw_graph *g = ld->g;
+  size_t n = g->nblocks;
+  size_t *lv = tw_calloc(n ? n : 1, sizeof *lv);
+  size_t *sorted = tw_calloc(n ? n : 1, sizeof *sorted);
+  g->level_start = tw_calloc(n + 2, sizeof *g->level_start);
+  if (lv == NULL || sorted == NULL || g->level_start == NULL) {
+    tw_free(lv);
+    tw_free(sorted);
+    return tw_err_set(ld->err, TW_ENOMEM, "graph: out of memory");
+  }
+  size_t top = 0;
+  for (size_t j = 0; j < n; j++) { /* predecessors come first */
+    size_t b = g->order[j];
+    const tw__gblock *B = &g->blocks[b];
+    for (size_t i = 0; i < B->desc->ninputs; i++) {
+      const tw__gsrc *s = &B->src[i];
+      if (s->kind == TW__SRC_BLOCK &&
+          feeds_through(g->blocks[s->index].desc,
+                        port_at(g->blocks[s->index].desc, s->offset)) &&
+          lv[s->index] + 1 > lv[b])
+        lv[b] = lv[s->index] + 1;
+    }
+    if (lv[b] > top)
+      top = lv[b];
+  }
+  size_t k = 0;
+  for (size_t l = 0; l <= top && n > 0; l++) {
+    g->level_start[l] = k;
+    for (size_t j = 0; j < n; j++)
+      if (lv[g->order[j]] == l)
+        sorted[k++] = g->order[j];
+  }
+  g->nlevels = n > 0 ? top + 1 : 0;
+  g->level_start[g->nlevels] = n;
+  memcpy(g->order, sorted, n * sizeof *sorted);
+  tw_free(lv);
+  tw_free(sorted);
+  return TW_OK;
+}
+
 /* Kahn's algorithm, lowest index first (a deterministic order); blocks
  * left over sit on an algebraic loop. */
 static int schedule(loader *ld, json_t *blocks_node) {
@@ -670,7 +714,7 @@ static int schedule(loader *ld, json_t *blocks_node) {
   }
   tw_free(indeg);
   tw_free(done);
-  return TW_OK;
+  return k < n ? TW_OK : levels(ld);
 }
 
 /* --- The whole graph ---------------------------------------------------- */
@@ -843,6 +887,8 @@ int tw_graph_parse(const char *text, size_t len, const char *source,
   }
   g->ctx = opts != NULL ? opts->ctx : NULL;
   g->engine = opts != NULL ? opts->engine : NULL;
+  if (g->ctx != NULL && tw_ctx_pool(g->ctx, &g->pool, NULL) != TW_OK)
+    g->pool = NULL; /* no pool: levels run one block after the other */
   diags d = {doc, diag_out, 0, 0};
   tw_err fatal;
   tw_err_init(&fatal);

@@ -313,6 +313,59 @@ static void gradient_matches_finite_differences(void **state) {
   unlink(path);
 }
 
+/* Four independent MLPs (one level) and a sum after them: outputs and
+ * gradients are the same bits with 1 and with 2 worker threads. */
+static void same_bits_on_1_and_2_threads(void **state) {
+  (void)state;
+  static const char text[] =
+      "{\"graph\": 1, \"dt\": 0.1, \"inputs\": {\"u\": {}},"
+      " \"blocks\": {"
+      "  \"a\": {\"model\": \"builtin:mlp\", \"sizes\": [1, 16, 1],"
+      "         \"activations\": [\"tanh\", \"none\"], \"seed\": 1},"
+      "  \"b\": {\"model\": \"builtin:mlp\", \"sizes\": [1, 16, 1],"
+      "         \"activations\": [\"tanh\", \"none\"], \"seed\": 2},"
+      "  \"c\": {\"model\": \"builtin:mlp\", \"sizes\": [1, 16, 1],"
+      "         \"activations\": [\"softplus\", \"none\"], \"seed\": 3},"
+      "  \"d\": {\"model\": \"builtin:mlp\", \"sizes\": [1, 16, 1],"
+      "         \"activations\": [\"sigmoid\", \"none\"], \"seed\": 4},"
+      "  \"i\": {\"model\": \"builtin:integrator\", \"size\": 4}},"
+      " \"connections\": [{\"from\": \"inputs.u\", \"to\": \"a.in\"},"
+      "  {\"from\": \"inputs.u\", \"to\": \"b.in\"},"
+      "  {\"from\": \"inputs.u\", \"to\": \"c.in\"},"
+      "  {\"from\": \"inputs.u\", \"to\": \"d.in\"}],"
+      " \"outputs\": {\"a\": \"a.out\", \"b\": \"b.out\", \"c\": \"c.out\","
+      "   \"d\": \"d.out\", \"i\": \"i.y\"}}";
+  double out[2][25 * 8], grad[2][4 * 49];
+  for (int threads = 1; threads <= 2; threads++) {
+    tw_ctx_options co;
+    tw_ctx_options_init(&co);
+    co.threads = (unsigned)threads;
+    tw_ctx *ctx = NULL;
+    assert_int_equal(tw_ctx_new(&co, &ctx, NULL), TW_OK);
+    tw_graph_opts go;
+    memset(&go, 0, sizeof go);
+    go.ctx = ctx;
+    tw_graph *g = NULL;
+    assert_int_equal(
+        tw_graph_parse(text, strlen(text), "p.json", ".", &go, NULL, &g, NULL),
+        TW_OK);
+    double in[25];
+    for (int k = 0; k < 25; k++)
+      in[k] = cos(0.2 * k);
+    assert_int_equal(tw_graph_run(g, 25, in, out[threads - 1], NULL), TW_OK);
+    size_t w = tw_graph_output_width(g);
+    tw_loss loss = {sum_sq, false, &w};
+    assert_int_equal(tw_graph_grad(g, 25, in, &loss, NULL, 0, "revolve:4", NULL,
+                                   grad[threads - 1], NULL),
+                     TW_OK);
+    assert_int_equal(tw_graph_nparams(g), 4 * 49);
+    tw_graph_free(g);
+    tw_ctx_free(ctx);
+  }
+  assert_memory_equal(out[0], out[1], 25 * 8 * sizeof(double));
+  assert_memory_equal(grad[0], grad[1], sizeof grad[0]);
+}
+
 static int parse_round(void) {
   static const char text[] =
       "{\"graph\": 1, \"dt\": 0.5, \"inputs\": {\"u\": {\"size\": 1}},"
@@ -346,6 +399,7 @@ int main(void) {
       TW_TEST(algebraic_loop),
       TW_TEST(allocation_failures),
       TW_TEST(gradient_matches_finite_differences),
+      TW_TEST(same_bits_on_1_and_2_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
