@@ -78,6 +78,20 @@ TW_API size_t tw_graph_nparam_ports(const tw_graph *g);
 TW_API const char *tw_graph_param_name(const tw_graph *g, size_t i,
                                        size_t *size, size_t *offset);
 
+/* Accounting of the last run (tw_graph_run): per block, the steps it
+ * took and the wall time inside them; the process CPU time of the run
+ * (every thread). Fills up to cap entries, returns the number of blocks. */
+typedef struct tw_graph_block_stats {
+  const char *name, *kind;
+  uint64_t steps;
+  double wall_ms;
+} tw_graph_block_stats;
+TW_API size_t tw_graph_stats(const tw_graph *g, tw_graph_block_stats *out,
+                             size_t cap, double *cpu_ms);
+/* A CPU budget for runs and gradients: past max_cpu_ms of process CPU time
+ * a run stops at the end of the tick with TW_ELIMIT (0: none). */
+TW_API void tw_graph_set_budget(tw_graph *g, double max_cpu_ms);
+
 /* All parameter values (tw_graph_nparams), read or replaced: runs and
  * gradients use them. */
 TW_API void tw_graph_get_params(const tw_graph *g, double *theta);

@@ -24,6 +24,7 @@
 
 #include "graph_int.h"
 #include "twin/alloc.h"
+#include "twin/clock.h"
 
 typedef struct comp {
   tw_graph *g;
@@ -146,7 +147,10 @@ static int step_range(void *arg, size_t chunk, size_t begin, size_t end,
                       a->theta + c->toff[i],
                       a->x_next + c->xoff[i],
                       out_buf(c, i, a->x_next)};
+    uint64_t t0 = tw_clock_mono_ns();
     int rc = tw_block_step(b->block, &s, err);
+    b->wall_ns += tw_clock_mono_ns() - t0;
+    b->steps++;
     if (rc != TW_OK)
       return rc;
   }
@@ -191,6 +195,14 @@ static int tick(comp *c, const tw_step_args *a, tw_err *err) {
                  : step_range(&job, 0, 0, n, err);
     if (rc != TW_OK)
       return rc;
+  }
+  if (g->max_cpu_ms > 0) {
+    double used = (double)(tw_clock_process_cpu_ns() - g->cpu0_ns) / 1e6;
+    if (used > g->max_cpu_ms)
+      return tw_err_set(err, TW_ELIMIT,
+                        "graph '%s': CPU budget exceeded at tick %lld: "
+                        "%.1f ms used, --max-cpu-ms %.1f",
+                        g->name, (long long)a->k, used, g->max_cpu_ms);
   }
   if (a->y != NULL)
     for (size_t o = 0; o < g->noutputs; o++) {

@@ -37,8 +37,9 @@ typedef struct tw__gblock {
   unsigned every; /* steps every `every` ticks */
   bool prepass;
   double *theta, *x0, *x, *xn, *u, *y;
-  tw__gsrc *src;   /* desc->ninputs */
-  bool *connected; /* desc->ninputs: some source feeds it */
+  tw__gsrc *src;           /* desc->ninputs */
+  bool *connected;         /* desc->ninputs: some source feeds it */
+  uint64_t steps, wall_ns; /* accounting since the last run started */
 } tw__gblock;
 
 typedef struct tw__gio {
@@ -66,6 +67,10 @@ struct tw_graph {
   tw_wasm_module **modules;
   size_t nmodules;
   tw_block *composite; /* the whole graph as one block (composite.c) */
+  double max_cpu_ms;   /* budget of a run (0: none) */
+  uint64_t cpu0_ns;    /* process CPU time when the run started */
+  double cpu_ms;       /* of the last run */
+  int64_t ticks_run;
 };
 
 /* The graph as one block: a tick is a step (composite.c). */

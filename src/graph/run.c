@@ -7,9 +7,14 @@
 
 #include "graph_int.h"
 #include "twin/alloc.h"
+#include "twin/clock.h"
 
-/* Initial state and parameters of the composite (x0: nx, theta: ntheta). */
+/* Initial state and parameters of the composite (x0: nx, theta: ntheta);
+ * the run's accounting starts over. */
 static int start(tw_graph *g, double **x0, double **theta, tw_err *err) {
+  for (size_t i = 0; i < g->nblocks; i++)
+    g->blocks[i].steps = g->blocks[i].wall_ns = 0;
+  g->cpu0_ns = tw_clock_process_cpu_ns();
   const tw_block_desc *d = tw_block_describe(g->composite);
   *x0 = tw_calloc(d->nx + 1, sizeof(double));
   *theta = tw_calloc(d->ntheta + 1, sizeof(double));
@@ -34,6 +39,8 @@ int tw_graph_run(tw_graph *g, int64_t ticks, const double *inputs,
   if (rc == TW_OK)
     rc = tw_sim_forward(g->composite, &o, x0, theta, inputs, NULL, NULL,
                         outputs, NULL, err);
+  g->cpu_ms = (double)(tw_clock_process_cpu_ns() - g->cpu0_ns) / 1e6;
+  g->ticks_run = ticks;
   tw_free(x0);
   tw_free(theta);
   return rc;
@@ -126,4 +133,20 @@ void tw_graph_set_params(tw_graph *g, const double *theta) {
     memcpy(g->blocks[i].theta, theta + off, n * sizeof(double));
     off += n;
   }
+}
+
+void tw_graph_set_budget(tw_graph *g, double max_cpu_ms) {
+  g->max_cpu_ms = max_cpu_ms > 0 ? max_cpu_ms : 0;
+}
+
+size_t tw_graph_stats(const tw_graph *g, tw_graph_block_stats *out, size_t cap,
+                      double *cpu_ms) {
+  if (cpu_ms != NULL)
+    *cpu_ms = g->cpu_ms;
+  for (size_t i = 0; i < g->nblocks && i < cap; i++) {
+    const tw__gblock *b = &g->blocks[i];
+    out[i] = (tw_graph_block_stats){b->name, b->desc->kind, b->steps,
+                                    (double)b->wall_ns / 1e6};
+  }
+  return g->nblocks;
 }

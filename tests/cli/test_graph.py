@@ -124,3 +124,17 @@ def test_grad_matches_finite_differences(tmp_path):
     assert r.returncode == 2
     r = twin("graph", "grad", str(path), "--loss", "x", "--wrt", "plant.q")
     assert r.returncode == 1 and b"no parameter 'plant.q'" in r.stderr
+
+
+def test_stats_and_cpu_budget():
+    r = twin("graph", "run", EXAMPLE, "--ticks", "10", "--stats", "--json")
+    assert r.returncode == 0, r.stderr
+    last = json.loads(r.stdout.splitlines()[-1])["stats"]
+    steps = {b["block"]: b["steps"] for b in last["blocks"]}
+    assert steps == {"plant": 10, "velocity": 10, "residual": 5, "scale": 10}
+    assert last["cpu_ms"] >= 0
+    r = twin("graph", "run", EXAMPLE, "--ticks", "50000000",
+             "--max-cpu-ms", "50")
+    assert r.returncode == 1
+    assert b"error: ELIMIT: graph 'hybrid_oscillator': CPU budget exceeded" \
+        in r.stderr

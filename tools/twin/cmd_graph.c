@@ -17,8 +17,42 @@ static const cli_opt run_opts[] = {
     {"ticks", 0, "N", "ticks to run (default 10)"},
     {"fuel", 0, "N", "fuel per call of each wasm block"},
     {"timeout-ms", 0, "N", "deadline per call of each wasm block"},
+    {"max-cpu-ms", 0, "MS", "stop the run past this much CPU time"},
+    {"stats", 0, NULL, "print per-block accounting after the run"},
     {"json", 0, NULL, "JSON lines: one per tick with the outputs"},
     {NULL, 0, NULL, NULL}};
+
+/* Appends the last run's accounting (text table or one JSON line). */
+static int put_stats(cli_ctx *cli, const tw_graph *g, tw_buf *b) {
+  size_t n = tw_graph_stats(g, NULL, 0, NULL);
+  tw_graph_block_stats *st = tw_calloc(n ? n : 1, sizeof *st);
+  if (st == NULL)
+    return TW_ENOMEM;
+  double cpu;
+  (void)tw_graph_stats(g, st, n, &cpu);
+  int rc = cli->json ? tw_buf_printf(b,
+                                     "{\"stats\":{\"cpu_ms\":%.3f,"
+                                     "\"blocks\":[",
+                                     cpu)
+                     : tw_buf_printf(b,
+                                     "run: %.3f ms CPU\n%-20s %-12s "
+                                     "%10s %12s\n",
+                                     cpu, "block", "kind", "steps", "wall ms");
+  for (size_t i = 0; i < n && rc == TW_OK; i++)
+    rc = cli->json
+             ? tw_buf_printf(b,
+                             "%s{\"block\":\"%s\",\"kind\":\"%s\","
+                             "\"steps\":%llu,\"wall_ms\":%.3f}",
+                             i ? "," : "", st[i].name, st[i].kind,
+                             (unsigned long long)st[i].steps, st[i].wall_ms)
+             : tw_buf_printf(b, "%-20s %-12s %10llu %12.3f\n", st[i].name,
+                             st[i].kind, (unsigned long long)st[i].steps,
+                             st[i].wall_ms);
+  if (rc == TW_OK && cli->json)
+    rc = tw_buf_printf(b, "]}}\n");
+  tw_free(st);
+  return rc;
+}
 
 /* Loads the graph, printing diagnostics (text on stderr, or as JSON). */
 static int load(cli_ctx *cli, const char *path, const tw_graph_opts *o,
@@ -93,6 +127,10 @@ static int run_run(cli_ctx *cli, const cli_args *args) {
   if ((v = cli_opt_value(c, args, "timeout-ms")) != NULL &&
       cli_parse_uint(cli, "timeout-ms", v, 1ul << 31, &tmo) != 0)
     return CLI_EXIT_USAGE;
+  unsigned long max_cpu = 0;
+  if ((v = cli_opt_value(c, args, "max-cpu-ms")) != NULL &&
+      cli_parse_uint(cli, "max-cpu-ms", v, 1ul << 40, &max_cpu) != 0)
+    return CLI_EXIT_USAGE;
   if (fuel == 0 && tmo == 0)
     tmo = 10000;
   tw_err err;
@@ -104,6 +142,7 @@ static int run_run(cli_ctx *cli, const cli_args *args) {
   tw_graph *g = NULL;
   if (load(cli, args->pos[0], &o, false, &g, &err) != TW_OK)
     return cli_fail(cli, &err);
+  tw_graph_set_budget(g, (double)max_cpu);
   size_t w = tw_graph_output_width(g);
   double *out = tw_calloc(ticks * (w ? w : 1), sizeof(double));
   int code = CLI_EXIT_OK;
@@ -138,6 +177,10 @@ static int run_run(cli_ctx *cli, const cli_args *args) {
     if (frc == TW_OK)
       frc = tw_buf_printf(&b, cli->json ? "}}\n" : "\n");
     code = cli_write_formatted(cli, &b, frc);
+  }
+  if (code == CLI_EXIT_OK && cli_opt_value(c, args, "stats") != NULL) {
+    tw_buf_reset(&b);
+    code = cli_write_formatted(cli, &b, put_stats(cli, g, &b));
   }
   tw_buf_fini(&b);
   tw_free(out);
