@@ -3,7 +3,8 @@
  * connections, stepped in discrete time at a base step dt, each block at
  * an integer multiple of it (docs/graph.md; JSON IR version 1).
  *
- * A graph is loaded from JSON and validated as a whole: every problem is
+ * A graph is loaded from JSON (or its .twg text form) and validated as a
+ * whole: every problem is
  * reported as "FILE:LINE:COL: error: MESSAGE", one per line, not just the
  * first (unknown models, blocks or ports; size or unit mismatches;
  * algebraic loops; rates that are not multiples of dt; parameters that do
@@ -48,6 +49,13 @@ TW_API int tw_graph_parse(const char *text, size_t len, const char *source,
                           const char *base_dir, const tw_graph_opts *opts,
                           tw_buf *diags, tw_graph **out, tw_err *err);
 TW_API void tw_graph_free(tw_graph *g);
+
+/* A graph file (JSON, or the .twg text form when its name ends in .twg;
+ * docs/graph-dsl.md) printed in canonical form: .twg text, or with json
+ * pretty JSON (keys in the file's order). Only the syntax is checked;
+ * tw_graph_load validates. The two forms round-trip exactly. */
+TW_API int tw_graph_format(const char *path, bool json, tw_buf *out,
+                           tw_err *err);
 
 TW_API const char *tw_graph_name(const tw_graph *g);
 TW_API double tw_graph_dt(const tw_graph *g);

@@ -52,6 +52,12 @@ TW_API int tw_json_parse_doc(const char *data, size_t len, const char *source,
                              tw_json_doc **out, tw_err *err);
 TW_API int tw_json_load_doc(const char *path, tw_json_doc **out, tw_err *err);
 TW_API void tw_json_doc_free(tw_json_doc *d);
+/* A document over a value built by another parser (a DSL that maps onto
+ * JSON): root is owned by the document; text and source are copied.
+ * tw_json_doc_mark records that v starts at byte offset of text. */
+TW_API int tw_json_doc_new(json_t *root, const char *text, size_t len,
+                           const char *source, tw_json_doc **out);
+TW_API int tw_json_doc_mark(tw_json_doc *d, const json_t *v, size_t offset);
 /* The root value (borrowed) and the source name. */
 TW_API json_t *tw_json_doc_root(const tw_json_doc *d);
 TW_API const char *tw_json_doc_source(const tw_json_doc *d);

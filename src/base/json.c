@@ -647,8 +647,9 @@ struct tw_json_doc {
   char *source;
   char *text; /* a copy, to turn offsets into lines and columns */
   size_t len;
-  mark *marks; /* sorted by value address */
-  size_t nmarks;
+  mark *marks; /* sorted by value address unless marks were added */
+  size_t nmarks, cap;
+  bool sorted;
 };
 
 static int mark_cmp(const void *a, const void *b) {
@@ -685,12 +686,13 @@ int tw_json_parse_doc(const char *data, size_t len, const char *source,
   tw_buf_init(&marks);
   int rc = parse_text(data, len, src, &marks, &d->root, err);
   if (rc == TW_OK) {
-    d->nmarks = marks.len / sizeof(mark);
+    d->nmarks = d->cap = marks.len / sizeof(mark);
     d->marks = (mark *)(void *)tw_buf_take(&marks, NULL);
     if (d->marks == NULL)
       rc = tw_err_set(err, TW_ENOMEM, "%s: out of memory parsing JSON", src);
     else
       qsort(d->marks, d->nmarks, sizeof(mark), mark_cmp);
+    d->sorted = true;
   }
   tw_buf_fini(&marks);
   if (rc != TW_OK) {
@@ -711,13 +713,54 @@ int tw_json_load_doc(const char *path, tw_json_doc **out, tw_err *err) {
   return rc;
 }
 
+int tw_json_doc_new(json_t *root, const char *text, size_t len,
+                    const char *source, tw_json_doc **out) {
+  tw_json_doc *d = tw_calloc(1, sizeof *d);
+  if (d == NULL || (d->source = tw_strdup(source != NULL ? source
+                                                          : "<input>")) ==
+                       NULL ||
+      (d->text = tw_alloc(len + 1)) == NULL) {
+    tw_json_doc_free(d);
+    return TW_ENOMEM;
+  }
+  if (len > 0 && text != NULL)
+    memcpy(d->text, text, len);
+  d->text[len] = '\0';
+  d->len = len;
+  d->root = root; /* owned from here on */
+  d->sorted = true;
+  *out = d;
+  return TW_OK;
+}
+
+int tw_json_doc_mark(tw_json_doc *d, const json_t *v, size_t offset) {
+  if (d->nmarks == d->cap) {
+    size_t cap = d->cap ? 2 * d->cap : 64;
+    mark *m = tw_reallocarray(d->marks, cap, sizeof *m);
+    if (m == NULL)
+      return TW_ENOMEM;
+    d->marks = m;
+    d->cap = cap;
+  }
+  d->marks[d->nmarks++] = (mark){v, offset};
+  d->sorted = false;
+  return TW_OK;
+}
+
 json_t *tw_json_doc_root(const tw_json_doc *d) { return d->root; }
 const char *tw_json_doc_source(const tw_json_doc *d) { return d->source; }
 
 bool tw_json_doc_where(const tw_json_doc *d, const json_t *v, unsigned *line,
                        unsigned *col) {
   mark key = {v, 0};
-  const mark *m = bsearch(&key, d->marks, d->nmarks, sizeof(mark), mark_cmp);
+  const mark *m = NULL;
+  if (d->sorted) {
+    m = bsearch(&key, d->marks, d->nmarks, sizeof(mark), mark_cmp);
+  } else { /* marked by hand: the first mark of v */
+    for (size_t i = 0; i < d->nmarks && m == NULL; i++)
+      if (d->marks[i].v == v)
+        m = &d->marks[i];
+  }
   if (m == NULL)
     return false;
   unsigned l = 1, c = 1;

@@ -349,11 +349,10 @@ static const tw_block_ops comp_ops = {
 };
 
 int tw__graph_composite(tw_graph *g, tw_block **out, tw_err *err) {
-  size_t n = g->nblocks, nx = 0, nth = 0, ny = 0, nu = 0, np = 0, ns = 0;
+  size_t n = g->nblocks, nx = 0, ny = 0, nu = 0, np = 0, ns = 0;
   for (size_t i = 0; i < n; i++) {
     const tw_block_desc *d = g->blocks[i].desc;
     nx += d->nx + (g->blocks[i].every > 1 ? d->ny : 0);
-    nth += d->ntheta;
     ny += d->ny;
     nu += d->nu;
     np += d->nparams;

@@ -16,6 +16,7 @@
 #define TW_GRAPH_INT_H
 
 #include "twin/graph.h"
+#include "twin/json.h"
 #include "twin/pool.h"
 #include "twin/sim.h"
 
@@ -72,6 +73,17 @@ struct tw_graph {
   double cpu_ms;       /* of the last run */
   int64_t ticks_run;
 };
+
+/* The .twg text form (dsl.c): parsed into a JSON document whose values
+ * remember their place in the text; and a JSON IR value printed as
+ * canonical .twg. */
+int tw__graph_dsl_parse(const char *text, size_t len, const char *source,
+                        tw_json_doc **out, tw_err *err);
+int tw__graph_dsl_format(const json_t *root, tw_buf *b, tw_err *err);
+/* A graph file's document: .twg by its name, else JSON. */
+bool tw__graph_is_twg(const char *source);
+int tw__graph_read_doc(const char *text, size_t len, const char *source,
+                       tw_json_doc **doc, tw_err *err);
 
 /* The graph as one block: a tick is a step (composite.c). */
 int tw__graph_composite(tw_graph *g, tw_block **out, tw_err *err);

@@ -873,11 +873,23 @@ static int load_graph(loader *ld, json_t *root) {
   return rc;
 }
 
+bool tw__graph_is_twg(const char *source) {
+  size_t n = source != NULL ? strlen(source) : 0;
+  return n >= 4 && strcmp(source + n - 4, ".twg") == 0;
+}
+
+int tw__graph_read_doc(const char *text, size_t len, const char *source,
+                       tw_json_doc **doc, tw_err *err) {
+  if (tw__graph_is_twg(source))
+    return tw__graph_dsl_parse(text, len, source, doc, err);
+  return tw_json_parse_doc(text, len, source, doc, err);
+}
+
 int tw_graph_parse(const char *text, size_t len, const char *source,
                    const char *base_dir, const tw_graph_opts *opts,
                    tw_buf *diag_out, tw_graph **out, tw_err *err) {
   tw_json_doc *doc = NULL;
-  int rc = tw_json_parse_doc(text, len, source, &doc, err);
+  int rc = tw__graph_read_doc(text, len, source, &doc, err);
   if (rc != TW_OK)
     return rc;
   tw_graph *g = tw_calloc(1, sizeof *g);

@@ -8,6 +8,7 @@
 #include "graph_int.h"
 #include "twin/alloc.h"
 #include "twin/clock.h"
+#include "twin/file.h"
 
 /* Initial state and parameters of the composite (x0: nx, theta: ntheta);
  * the run's accounting starts over. */
@@ -149,4 +150,27 @@ size_t tw_graph_stats(const tw_graph *g, tw_graph_block_stats *out, size_t cap,
                                     (double)b->wall_ns / 1e6};
   }
   return g->nblocks;
+}
+
+int tw_graph_format(const char *path, bool json, tw_buf *out, tw_err *err) {
+  tw_buf text;
+  tw_buf_init(&text);
+  int rc = tw_file_read_all(path, TW_JSON_MAX_FILE, &text, err);
+  tw_json_doc *doc = NULL;
+  if (rc == TW_OK)
+    rc = tw__graph_read_doc(text.data, text.len, path, &doc, err);
+  tw_buf_fini(&text);
+  if (rc != TW_OK)
+    return rc;
+  if (json) {
+    rc = tw_json_dump(tw_json_doc_root(doc), TW_JSON_PRETTY, out);
+    if (rc == TW_OK)
+      rc = tw_buf_printf(out, "\n");
+    if (rc != TW_OK)
+      rc = tw_err_set(err, rc, "%s: cannot write the JSON", path);
+  } else {
+    rc = tw__graph_dsl_format(tw_json_doc_root(doc), out, err);
+  }
+  tw_json_doc_free(doc);
+  return rc;
 }

@@ -138,3 +138,32 @@ def test_stats_and_cpu_budget():
     assert r.returncode == 1
     assert b"error: ELIMIT: graph 'hybrid_oscillator': CPU budget exceeded" \
         in r.stderr
+
+
+def test_fmt_round_trips_through_twg(tmp_path):
+    r = twin("graph", "fmt", EXAMPLE)
+    assert r.returncode == 0, r.stderr
+    twg = tmp_path / "g.twg"
+    twg.write_bytes(r.stdout)
+    assert r.stdout.startswith(b"graph hybrid_oscillator\ndt 0.01\n")
+    r2 = twin("graph", "fmt", "--json", str(twg))
+    assert json.loads(r2.stdout) == json.load(open(EXAMPLE))
+    js = tmp_path / "g.json"
+    js.write_bytes(r2.stdout)
+    assert twin("graph", "fmt", str(js)).stdout == r.stdout
+    # The .twg form validates and runs like the JSON (its wasm path is
+    # relative to the file).
+    g = tmp_path / "run.twg"
+    g.write_text(r.stdout.decode().replace(
+        "wasm:oscillator.wasm",
+        '"wasm:' + os.path.join(os.path.dirname(EXAMPLE), "oscillator.wasm")
+        + '"'))
+    a = twin("graph", "run", str(g), "--ticks", "20", "--json").stdout
+    b = twin("graph", "run", EXAMPLE, "--ticks", "20", "--json").stdout
+    assert a == b and a
+    bad = tmp_path / "bad.twg"
+    bad.write_text("graph g\nblock a builtin:gain\n")
+    r = twin("graph", "validate", str(bad))
+    assert r.returncode == 1
+    assert r.stderr.decode().startswith(f"error: EPARSE: {bad}:2:9: error: "
+                                        "expected '='")

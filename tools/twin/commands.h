@@ -14,6 +14,7 @@ extern const cli_cmd cmd_model_run;
 extern const cli_cmd cmd_graph_validate;
 extern const cli_cmd cmd_graph_run;
 extern const cli_cmd cmd_graph_grad;
+extern const cli_cmd cmd_graph_fmt;
 extern const cli_cmd cmd_model_build;
 
 #endif /* TWIN_COMMANDS_H */
