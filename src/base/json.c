@@ -716,9 +716,8 @@ int tw_json_load_doc(const char *path, tw_json_doc **out, tw_err *err) {
 int tw_json_doc_new(json_t *root, const char *text, size_t len,
                     const char *source, tw_json_doc **out) {
   tw_json_doc *d = tw_calloc(1, sizeof *d);
-  if (d == NULL || (d->source = tw_strdup(source != NULL ? source
-                                                          : "<input>")) ==
-                       NULL ||
+  if (d == NULL ||
+      (d->source = tw_strdup(source != NULL ? source : "<input>")) == NULL ||
       (d->text = tw_alloc(len + 1)) == NULL) {
     tw_json_doc_free(d);
     return TW_ENOMEM;
