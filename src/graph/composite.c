@@ -230,6 +230,35 @@ static void send(comp *c, size_t i, size_t off, const double *g, size_t n,
     dst[k] += g[k];
 }
 
+/* Block i's VJP at this tick for the cotangents gxn (of its next state)
+ * and gy (of its outputs): its input cotangent into gu (may be NULL), its
+ * parameters' added into a->gtheta, its state's added into gx. xn is the
+ * re-run tick's next state (for the sources of its inputs). */
+static int block_vjp(comp *c, size_t i, const tw_vjp_args *a, const double *xn,
+                     const double *gxn, const double *gy, double *gu,
+                     double *gx, tw_err *err) {
+  tw__gblock *b = &c->g->blocks[i];
+  gather(c, i, a->u, a->x, xn);
+  tw_vjp_args v = {a->t,
+                   a->dt * b->every,
+                   a->k,
+                   a->x + c->xoff[i],
+                   b->u,
+                   a->theta + c->toff[i],
+                   gxn,
+                   gy,
+                   c->gx + c->xoff[i] + 2 * c->desc.nx,
+                   gu,
+                   a->gtheta != NULL ? a->gtheta + c->toff[i] : NULL,
+                   a->want != NULL ? a->want + c->poff[i] : NULL};
+  int rc = tw_block_step_vjp(b->block, &v, err);
+  if (rc != TW_OK)
+    return rc;
+  for (size_t k = 0; k < b->desc->nx; k++)
+    gx[c->xoff[i] + k] += v.gx[k];
+  return TW_OK;
+}
+
 static int comp_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
   comp *c = p;
   tw_graph *g = c->g;
@@ -277,24 +306,10 @@ static int comp_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
           gx[c->xoff[i] + k] += gxn[k];
       continue;
     }
-    gather(c, i, a->u, a->x, xn);
-    tw_vjp_args v = {a->t,
-                     a->dt * b->every,
-                     a->k,
-                     a->x + c->xoff[i],
-                     b->u,
-                     a->theta + c->toff[i],
-                     gxn,
-                     c->gy + c->yoff[i],
-                     c->gx + c->xoff[i] + 2 * d->nx,
-                     c->gu + c->uoff[i],
-                     a->gtheta != NULL ? a->gtheta + c->toff[i] : NULL,
-                     a->want != NULL ? a->want + c->poff[i] : NULL};
-    rc = tw_block_step_vjp(b->block, &v, err);
+    rc = block_vjp(c, i, a, xn, gxn, c->gy + c->yoff[i], c->gu + c->uoff[i], gx,
+                   err);
     if (rc != TW_OK)
       return rc;
-    for (size_t k = 0; k < bd->nx; k++)
-      gx[c->xoff[i] + k] += v.gx[k];
     for (size_t q = 0; q < bd->ninputs; q++) {
       const tw__gsrc *src = &b->src[q];
       const double *gq = c->gu + c->uoff[i] + src->dst;
@@ -316,24 +331,9 @@ static int comp_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
       any = c->late[c->yoff[i] + k] != 0;
     if (!any)
       continue;
-    gather(c, i, a->u, a->x, xn);
-    tw_vjp_args v = {a->t,
-                     a->dt * b->every,
-                     a->k,
-                     a->x + c->xoff[i],
-                     b->u,
-                     a->theta + c->toff[i],
-                     NULL,
-                     c->late + c->yoff[i],
-                     c->gx + c->xoff[i] + 2 * d->nx,
-                     NULL,
-                     a->gtheta != NULL ? a->gtheta + c->toff[i] : NULL,
-                     a->want != NULL ? a->want + c->poff[i] : NULL};
-    rc = tw_block_step_vjp(b->block, &v, err);
+    rc = block_vjp(c, i, a, xn, NULL, c->late + c->yoff[i], NULL, gx, err);
     if (rc != TW_OK)
       return rc;
-    for (size_t k = 0; k < bd->nx; k++)
-      gx[c->xoff[i] + k] += v.gx[k];
   }
   return TW_OK;
 }

@@ -219,6 +219,23 @@ int cli_parse(cli_ctx *cli, const cli_cmd *cmd, int argc, char **argv,
   return 0;
 }
 
+int cli_wasm_limits(cli_ctx *cli, const cli_args *args, tw_wasm_limits *out) {
+  const cli_cmd *c = cli->cmd;
+  unsigned long fuel = 0, tmo = 0;
+  const char *v;
+  if ((v = cli_opt_value(c, args, "fuel")) != NULL &&
+      cli_parse_uint(cli, "fuel", v, ~0ul, &fuel) != 0)
+    return CLI_EXIT_USAGE;
+  if ((v = cli_opt_value(c, args, "timeout-ms")) != NULL &&
+      cli_parse_uint(cli, "timeout-ms", v, 1ul << 31, &tmo) != 0)
+    return CLI_EXIT_USAGE;
+  if (fuel == 0 && tmo == 0)
+    tmo = CLI_DEFAULT_TIMEOUT_MS;
+  out->fuel = fuel;
+  out->timeout_ms = (uint32_t)tmo;
+  return CLI_EXIT_OK;
+}
+
 int cli_write_formatted(cli_ctx *cli, const tw_buf *buf, int format_rc) {
   if (format_rc == TW_OK)
     return cli_write_out(cli, buf);

@@ -105,6 +105,12 @@ int cli_parse_uint(cli_ctx *cli, const char *opt, const char *text,
  * if stdout cannot be written, e.g. a closed pipe or a full disk. */
 int cli_write_out(cli_ctx *cli, const tw_buf *buf);
 
+/* --fuel N and --timeout-ms N of a command that runs models: the limits
+ * per guest call, a CLI_DEFAULT_TIMEOUT_MS deadline when neither is given
+ * (a model must never hang the command). CLI_EXIT_USAGE on a bad value. */
+#define CLI_DEFAULT_TIMEOUT_MS 10000
+int cli_wasm_limits(cli_ctx *cli, const cli_args *args, tw_wasm_limits *out);
+
 /* cli_write_out when format_rc (the result of formatting buf) is TW_OK;
  * otherwise fails with "cannot format the output". */
 int cli_write_formatted(cli_ctx *cli, const tw_buf *buf, int format_rc);

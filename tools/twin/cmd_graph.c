@@ -89,6 +89,20 @@ static int load(cli_ctx *cli, const char *path, const tw_graph_opts *o,
   return rc;
 }
 
+/* --ticks (default 10, at least 1) and the wasm limits of run and grad. */
+static int run_opts_of(cli_ctx *cli, const cli_args *args, unsigned long *ticks,
+                       tw_graph_opts *o) {
+  const cli_cmd *c = cli->cmd;
+  const char *v;
+  *ticks = 10;
+  if ((v = cli_opt_value(c, args, "ticks")) != NULL &&
+      cli_parse_uint(cli, "ticks", v, 1ul << 32, ticks) != 0)
+    return CLI_EXIT_USAGE;
+  if (*ticks == 0)
+    return cli_usage_error(cli, c, "--ticks needs at least 1");
+  return cli_wasm_limits(cli, args, &o->limits);
+}
+
 static int run_validate(cli_ctx *cli, const cli_args *args) {
   tw_err err;
   tw_err_init(&err);
@@ -114,31 +128,19 @@ static int run_validate(cli_ctx *cli, const cli_args *args) {
 
 static int run_run(cli_ctx *cli, const cli_args *args) {
   const cli_cmd *c = cli->cmd;
-  unsigned long ticks = 10, fuel = 0, tmo = 0;
+  unsigned long ticks;
+  tw_graph_opts o;
+  memset(&o, 0, sizeof o);
+  o.ctx = cli->tw;
+  if (run_opts_of(cli, args, &ticks, &o) != CLI_EXIT_OK)
+    return CLI_EXIT_USAGE;
   const char *v;
-  if ((v = cli_opt_value(c, args, "ticks")) != NULL &&
-      (cli_parse_uint(cli, "ticks", v, 1ul << 32, &ticks) != 0))
-    return CLI_EXIT_USAGE;
-  if (ticks == 0)
-    return cli_usage_error(cli, c, "--ticks needs at least 1");
-  if ((v = cli_opt_value(c, args, "fuel")) != NULL &&
-      cli_parse_uint(cli, "fuel", v, ~0ul, &fuel) != 0)
-    return CLI_EXIT_USAGE;
-  if ((v = cli_opt_value(c, args, "timeout-ms")) != NULL &&
-      cli_parse_uint(cli, "timeout-ms", v, 1ul << 31, &tmo) != 0)
-    return CLI_EXIT_USAGE;
   unsigned long max_cpu = 0;
   if ((v = cli_opt_value(c, args, "max-cpu-ms")) != NULL &&
       cli_parse_uint(cli, "max-cpu-ms", v, 1ul << 40, &max_cpu) != 0)
     return CLI_EXIT_USAGE;
-  if (fuel == 0 && tmo == 0)
-    tmo = 10000;
   tw_err err;
   tw_err_init(&err);
-  tw_graph_opts o;
-  memset(&o, 0, sizeof o);
-  o.ctx = cli->tw;
-  o.limits = (tw_wasm_limits){fuel, (uint32_t)tmo, 0};
   tw_graph *g = NULL;
   if (load(cli, args->pos[0], &o, false, &g, &err) != TW_OK)
     return cli_fail(cli, &err);
@@ -219,31 +221,18 @@ static int output_loss(void *ud, int64_t k, int64_t steps, const double *xn,
 
 static int run_grad(cli_ctx *cli, const cli_args *args) {
   const cli_cmd *c = cli->cmd;
-  unsigned long ticks = 10, fuel = 0, tmo = 0;
-  const char *v;
-  if ((v = cli_opt_value(c, args, "ticks")) != NULL &&
-      cli_parse_uint(cli, "ticks", v, 1ul << 32, &ticks) != 0)
-    return CLI_EXIT_USAGE;
-  if (ticks == 0)
-    return cli_usage_error(cli, c, "--ticks needs at least 1");
-  if ((v = cli_opt_value(c, args, "fuel")) != NULL &&
-      cli_parse_uint(cli, "fuel", v, ~0ul, &fuel) != 0)
-    return CLI_EXIT_USAGE;
-  if ((v = cli_opt_value(c, args, "timeout-ms")) != NULL &&
-      cli_parse_uint(cli, "timeout-ms", v, 1ul << 31, &tmo) != 0)
+  unsigned long ticks;
+  tw_graph_opts o;
+  memset(&o, 0, sizeof o);
+  o.ctx = cli->tw;
+  if (run_opts_of(cli, args, &ticks, &o) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
   const char *lossname = cli_opt_value(c, args, "loss");
   if (lossname == NULL)
     return cli_usage_error(cli, c, "--loss OUTPUT is required");
   const char *schedule = cli_opt_value(c, args, "schedule");
-  if (fuel == 0 && tmo == 0)
-    tmo = 10000;
   tw_err err;
   tw_err_init(&err);
-  tw_graph_opts o;
-  memset(&o, 0, sizeof o);
-  o.ctx = cli->tw;
-  o.limits = (tw_wasm_limits){fuel, (uint32_t)tmo, 0};
   tw_graph *g = NULL;
   if (load(cli, args->pos[0], &o, false, &g, &err) != TW_OK)
     return cli_fail(cli, &err);

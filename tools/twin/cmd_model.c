@@ -14,8 +14,6 @@
 #include "cli.h"
 #include "commands.h"
 
-#define DEFAULT_TIMEOUT_MS 10000
-
 static const cli_opt inspect_opts[] = {
     {"json", 0, NULL, "print one JSON object"},
     {"allow-wasi", 0, NULL, "grant WASI preview 1 (no files, env or args)"},
@@ -311,17 +309,14 @@ static void defaults(const tw_wasm_port *p, size_t n, double *vec) {
 
 static int run_run(cli_ctx *cli, const cli_args *args) {
   const cli_cmd *c = cli->cmd;
-  unsigned long steps = 10, fuel = 0, tmo = 0, maxmem = 0;
+  unsigned long steps = 10, maxmem = 0;
   double dt = 0.01;
   const char *v;
   if ((v = cli_opt_value(c, args, "steps")) != NULL &&
       cli_parse_uint(cli, "steps", v, 1ul << 40, &steps) != 0)
     return CLI_EXIT_USAGE;
-  if ((v = cli_opt_value(c, args, "fuel")) != NULL &&
-      cli_parse_uint(cli, "fuel", v, ~0ul, &fuel) != 0)
-    return CLI_EXIT_USAGE;
-  if ((v = cli_opt_value(c, args, "timeout-ms")) != NULL &&
-      cli_parse_uint(cli, "timeout-ms", v, 1ul << 31, &tmo) != 0)
+  tw_wasm_limits lim = {0, 0, 0};
+  if (cli_wasm_limits(cli, args, &lim) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
   if ((v = cli_opt_value(c, args, "max-memory")) != NULL) {
     if (cli_parse_uint(cli, "max-memory", v, 1ul << 32, &maxmem) != 0)
@@ -339,8 +334,6 @@ static int run_run(cli_ctx *cli, const cli_args *args) {
       return cli_usage_error(cli, c, "--dt needs a positive number, not '%s'",
                              v);
   }
-  if (fuel == 0 && tmo == 0)
-    tmo = DEFAULT_TIMEOUT_MS;
 
   tw_err err;
   tw_err_init(&err);
@@ -370,7 +363,7 @@ static int run_run(cli_ctx *cli, const cli_args *args) {
     rc = fill_named("--params", v, d->params, d->nparams, th, &err);
   if (rc == TW_OK && (v = cli_opt_value(c, args, "inputs")) != NULL)
     rc = fill_named("--inputs", v, d->inputs, d->ninputs, u, &err);
-  tw_wasm_limits lim = {fuel, (uint32_t)tmo, maxmem};
+  lim.max_memory = maxmem;
   if (rc == TW_OK)
     rc = tw_wasm_instance_new(m, &lim, &in, &err);
   if (rc == TW_OK)
