@@ -167,3 +167,33 @@ def test_fmt_round_trips_through_twg(tmp_path):
     assert r.returncode == 1
     assert r.stderr.decode().startswith(f"error: EPARSE: {bad}:2:9: error: "
                                         "expected '='")
+
+
+def test_json_schema_accepts_what_loads_and_refuses_the_rest(tmp_path):
+    import jsonschema
+    schema = json.load(open(os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "docs", "schema",
+        "graph.schema.json")))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    v = jsonschema.Draft202012Validator(schema)
+    g = json.load(open(EXAMPLE))
+    assert list(v.iter_errors(g)) == []
+    # What the .twg form produces conforms too.
+    twg = tmp_path / "g.twg"
+    twg.write_bytes(twin("graph", "fmt", EXAMPLE).stdout)
+    assert list(v.iter_errors(
+        json.loads(twin("graph", "fmt", "--json", str(twg)).stdout))) == []
+    for bad in (
+        {**g, "graph": 2},
+        {**g, "colour": "red"},
+        {**g, "blocks": {}},
+        {**g, "blocks": {"a": {"model": "builtin:frob"}}},
+        {**g, "blocks": {"a": {"model": "builtin:gain", "every": 2,
+                               "period": 0.1}}},
+        {**g, "connections": [{"from": "a", "to": "b.u"}]},
+    ):
+        assert list(v.iter_errors(bad)), bad
+        p = tmp_path / "bad.json"
+        p.write_text(json.dumps(bad))
+        assert twin("graph", "validate", str(p)).returncode == 1
