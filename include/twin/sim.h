@@ -301,6 +301,12 @@ TW_API int tw_sim_gain_block(size_t n, double k, const char *name,
 TW_API int tw_sim_integrator_block(size_t n, const char *name, tw_block **out,
                                    tw_err *err);
 
+/* The spring chain of benchmark B1 with n masses (chain.c): a particle
+ * system under semi-implicit Euler; ports and parameters as
+ * tw_sim_particles' (outputs = the state). */
+TW_API int tw_sim_chain1d_block(size_t n, const char *name, tw_block **out,
+                                tw_err *err);
+
 /* A sandboxed model (twin/wasm.h) as a block with its own instance under
  * limits (may be NULL): ports from its descriptor, differentiable when it
  * exports tw_step_vjp. A NULL u takes the inputs' defaults. m is borrowed

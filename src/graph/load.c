@@ -385,6 +385,9 @@ static int load_block(loader *ld, const char *bname, json_t *spec,
   } else if (strcmp(m, "builtin:integrator") == 0) {
     if (get_size(ld, spec, bname, &size) == TW_OK)
       rc = tw_sim_integrator_block(size, bname, &b->block, &e);
+  } else if (strcmp(m, "builtin:chain1d") == 0) {
+    if (get_size(ld, spec, bname, &size) == TW_OK)
+      rc = tw_sim_chain1d_block(size, bname, &b->block, &e);
   } else if (strcmp(m, "builtin:mlp") == 0) {
     rc = make_mlp(ld, spec, bname, &b->block);
   } else if (strncmp(m, "wasm:", 5) == 0) {
@@ -397,7 +400,7 @@ static int load_block(loader *ld, const char *bname, json_t *spec,
   } else {
     diag(ld->d, model,
          "block '%s': unknown model '%s' (builtin:gain, builtin:integrator, "
-         "builtin:mlp or wasm:PATH)",
+         "builtin:mlp, builtin:chain1d or wasm:PATH)",
          bname, m);
     return TW_OK;
   }

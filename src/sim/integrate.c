@@ -55,7 +55,8 @@ static void integ_describe(const void *p, tw_block_desc *out) {
   out->kind = s->dd.kind;
   out->state = s->dd.state;
   out->nstate = s->dd.nstate;
-  out->outputs = s->dd.state; /* y[k] = q[k] */
+  out->outputs = s->dd.state; /* y[k] = q[k]: no input feeds through */
+  out->feedthrough_none = true;
   out->noutputs = s->dd.nstate;
   out->inputs = s->dd.inputs;
   out->ninputs = s->dd.ninputs;

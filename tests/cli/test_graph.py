@@ -197,3 +197,33 @@ def test_json_schema_accepts_what_loads_and_refuses_the_rest(tmp_path):
         p = tmp_path / "bad.json"
         p.write_text(json.dumps(bad))
         assert twin("graph", "validate", str(p)).returncode == 1
+
+
+def test_b1_chain_as_a_graph(tmp_path):
+    chain = os.path.join(BUILD, "models", "chain1d.json")
+    r = twin("graph", "grad", chain, "--ticks", "300", "--loss", "x",
+             "--wrt", "chain.stiffness", "--schedule", "revolve:8", "--json")
+    assert r.returncode == 0, r.stderr
+    v = json.loads(r.stdout)
+    g = v["grad"]["chain.stiffness"]
+    assert len(g) == 64
+    # Central difference on the stiffness of springs 0 and 40 (defaults
+    # 100 + 10 cos(0.3 i), as BENCHMARKS.md's B1).
+    base = json.load(open(chain))
+    k = [100 + 10 * __import__("math").cos(0.3 * i) for i in range(64)]
+    for i in (0, 40):
+        h = 1e-3 * k[i]  # the loss is ~1e7: a larger step beats cancellation
+        losses = []
+        for sign in (1, -1):
+            kk = list(k)
+            kk[i] += sign * h
+            g2 = json.loads(json.dumps(base))
+            g2["blocks"]["chain"]["params"] = {"stiffness": kk}
+            p = tmp_path / f"c{i}{sign}.json"
+            p.write_text(json.dumps(g2))
+            r = twin("graph", "run", str(p), "--ticks", "300", "--json")
+            assert r.returncode == 0, r.stderr
+            losses.append(sum(0.5 * sum(x * x for x in l["outputs"]["x"])
+                              for l in map(json.loads, r.stdout.splitlines())))
+        fd = (losses[0] - losses[1]) / (2 * h)
+        assert abs(fd - g[i]) <= 1e-5 * max(abs(fd), 1e-6), (i, fd, g[i])

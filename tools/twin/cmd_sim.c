@@ -55,79 +55,28 @@ static int chain_term(void *ud, int64_t k, int64_t steps, const double *xn,
   return TW_OK;
 }
 
-/* Builds the chain as an integrated particle block; theta gets the
- * defaults (k, L, spring damping, drag, gravity) and x0 the start state. */
+/* The B1 chain (tw_sim_chain1d_block) with its default parameters in
+ * theta and its start state in x0. */
 static int make_chain(size_t n, tw_block **out, double **theta, double **x0,
                       tw_err *err) {
-  double *mass = tw_calloc(n, sizeof(double));
-  double *pos = tw_calloc(n, sizeof(double));
-  double *k = tw_calloc(n, sizeof(double));
-  double *rest = tw_calloc(n, sizeof(double));
-  double *drag = tw_calloc(n, sizeof(double));
-  double *anchor = tw_calloc(n, sizeof(double));
-  int32_t *si = tw_calloc(n, sizeof(int32_t));
-  int32_t *sj = tw_calloc(n, sizeof(int32_t));
-  int rc = TW_OK;
-  if (!mass || !pos || !k || !rest || !drag || !anchor || !si || !sj) {
+  int rc = tw_sim_chain1d_block(n, "chain1d", out, err);
+  if (rc != TW_OK)
+    return rc;
+  const tw_block_desc *d = tw_block_describe(*out);
+  *theta = tw_calloc(d->ntheta, sizeof(double));
+  *x0 = tw_calloc(d->nx, sizeof(double));
+  if (*theta == NULL || *x0 == NULL) {
     rc = tw_err_set(err, TW_ENOMEM, "chain1d: out of memory");
-    goto done;
+  } else {
+    rc = tw_block_default_params(*out, *theta, err);
+    if (rc == TW_OK)
+      rc = tw_block_init(*out, *theta, *x0, err);
   }
-  for (size_t i = 0; i < n; i++) {
-    mass[i] = 1;
-    pos[i] = (double)(i + 1) * (1 + 0.01 * sin((double)i));
-    k[i] = 100 + 10 * cos(0.3 * (double)i);
-    rest[i] = 1;
-    drag[i] = 0.5;
-    /* Spring i joins mass i-1 (the wall for i = 0) to mass i. */
-    si[i] = (int32_t)i - 1;
-    sj[i] = (int32_t)i;
-    anchor[i] = 0;
+  if (rc != TW_OK) {
+    tw_free(*theta);
+    tw_free(*x0);
+    tw_block_free(*out);
   }
-  tw_particles_spec spec;
-  memset(&spec, 0, sizeof spec);
-  spec.dim = 1;
-  spec.n = n;
-  spec.mass = mass;
-  spec.position = pos;
-  spec.nsprings = n;
-  spec.spring_i = si;
-  spec.spring_j = sj;
-  spec.anchor = anchor;
-  spec.stiffness = k;
-  spec.rest_length = rest;
-  spec.drag = drag;
-  const tw_dyn_ops *ops;
-  void *self;
-  rc = tw_sim_particles(&spec, &ops, &self, err);
-  if (rc == TW_OK)
-    rc = tw_sim_integrated_block(ops, self, TW_SEMI_IMPLICIT, "chain1d", out,
-                                 err);
-  if (rc == TW_OK) {
-    const tw_block_desc *d = tw_block_describe(*out);
-    *theta = tw_calloc(d->ntheta, sizeof(double));
-    *x0 = tw_calloc(d->nx, sizeof(double));
-    if (*theta == NULL || *x0 == NULL) {
-      rc = tw_err_set(err, TW_ENOMEM, "chain1d: out of memory");
-    } else {
-      rc = tw_block_default_params(*out, *theta, err);
-      if (rc == TW_OK)
-        rc = tw_block_init(*out, *theta, *x0, err);
-    }
-    if (rc != TW_OK) {
-      tw_free(*theta);
-      tw_free(*x0);
-      tw_block_free(*out);
-    }
-  }
-done:
-  tw_free(mass);
-  tw_free(pos);
-  tw_free(k);
-  tw_free(rest);
-  tw_free(drag);
-  tw_free(anchor);
-  tw_free(si);
-  tw_free(sj);
   return rc;
 }
 
