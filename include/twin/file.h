@@ -38,6 +38,10 @@ TW_API int tw_file_read_all(const char *path, size_t max_bytes, tw_buf *out,
 /* Replaces path with data[0..n) atomically and durably (see above); the
  * file gets mode 0644 less the umask. On failure the temporary file is
  * removed and path is untouched. */
+/* fsync of the directory holding path, so that a rename into it (or a
+ * file created in it) is durable. */
+TW_API int tw_file_sync_dir(const char *path, tw_err *err);
+
 TW_API int tw_file_write_atomic(const char *path, const void *data, size_t n,
                                 tw_err *err);
 

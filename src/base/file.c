@@ -103,8 +103,7 @@ static int write_all(int fd, const char *path, const char *data, size_t n,
   return TW_OK;
 }
 
-/* fsync of the directory holding path, so the rename itself is durable. */
-static int sync_dir(const char *path, tw_err *err) {
+int tw_file_sync_dir(const char *path, tw_err *err) {
   char *copy = tw_strdup(path);
   if (copy == NULL)
     return tw_err_set(err, TW_ENOMEM, "%s: out of memory", path);
@@ -148,7 +147,7 @@ int tw_file_write_atomic(const char *path, const void *data, size_t n,
   if (rc != TW_OK)
     (void)unlink(tmp.data);
   else
-    rc = sync_dir(path, err);
+    rc = tw_file_sync_dir(path, err);
   tw_buf_fini(&tmp);
   return rc;
 }
