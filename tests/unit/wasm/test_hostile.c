@@ -226,6 +226,18 @@ static tw_wasm_module *load_ok(tw_wasm_engine *e, const char *name, bool wasi) {
   return m;
 }
 
+/* An instance of m under the suite's fuel and deadline, or the test
+ * fails. */
+static tw_wasm_instance *instance_ok(tw_wasm_module *m) {
+  tw_wasm_limits lim = {FUEL, TIMEOUT_MS, 0};
+  tw_wasm_instance *in = NULL;
+  tw_err err;
+  tw_err_init(&err);
+  int rc = tw_wasm_instance_new(m, &lim, &in, &err);
+  EXPECT_OK(rc, &err);
+  return in;
+}
+
 /* --- Modules the loader refuses ---------------------------------------- */
 
 typedef struct load_case {
@@ -560,15 +572,12 @@ static void wasi_blocking_call(void **state) {
   (void)state;
   tw_wasm_engine *e = engine();
   tw_wasm_module *m = load_ok(e, "hostile/wasi_sleep.wat", true);
-  tw_wasm_limits lim = {FUEL, TIMEOUT_MS, 0};
-  tw_wasm_instance *in = NULL;
+  tw_wasm_instance *in = instance_ok(m);
   tw_err err;
   tw_err_init(&err);
   double x[1] = {0.25}, xn[1] = {0};
-  int rc = tw_wasm_instance_new(m, &lim, &in, &err);
-  EXPECT_OK(rc, &err);
   uint64_t t0 = tw_clock_mono_ns();
-  rc = tw_wasm_step(in, 1.0, 0.5, x, NULL, NULL, xn, NULL, &err);
+  int rc = tw_wasm_step(in, 1.0, 0.5, x, NULL, NULL, xn, NULL, &err);
   double ms = ms_since(t0);
   print_message("hostile/wasi_sleep.wat (1 s)     %7.1f ms  %s: %s\n", ms,
                 tw_err_name(rc), err.msg);
@@ -654,16 +663,12 @@ static void trapped_until_reset(void **state) {
   (void)state;
   tw_wasm_engine *e = engine();
   tw_wasm_module *m = load_ok(e, "hostile/unreachable.wat", false);
-  tw_wasm_limits lim = {FUEL, TIMEOUT_MS, 0};
-  tw_wasm_instance *in = NULL;
+  tw_wasm_instance *in = instance_ok(m);
   tw_err err;
-  tw_err_init(&err);
   double x[1] = {1}, xn[1] = {0}, y[1] = {0};
-  int rc = tw_wasm_instance_new(m, &lim, &in, &err);
-  EXPECT_OK(rc, &err);
   for (int round = 0; round < 3; round++) {
     tw_err_init(&err);
-    rc = tw_wasm_step(in, -1, 0.5, x, NULL, NULL, xn, y, &err);
+    int rc = tw_wasm_step(in, -1, 0.5, x, NULL, NULL, xn, y, &err);
     EXPECT_ERR(rc, &err, TW_ETRAP, "tw_step", "unreachable");
     for (int k = 0; k < 2; k++) {
       tw_err_init(&err);
