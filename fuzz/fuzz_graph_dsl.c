@@ -64,8 +64,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tw_buf_fini(&j2);
   }
   tw_graph *g = NULL;
-  if (tw_graph_parse((const char *)data, size, "f.twg", "/nonexistent-fuzz",
-                     NULL, NULL, &g, NULL) == TW_OK)
+  tw_graph_opts o; /* never the user's model store */
+  memset(&o, 0, sizeof o);
+  o.store = "/nonexistent-fuzz/store";
+  if (tw_graph_parse((const char *)data, size, "f.twg", "/nonexistent-fuzz", &o,
+                     NULL, &g, NULL) == TW_OK)
     tw_graph_free(g);
   tw_buf_fini(&a);
   tw_buf_fini(&j1);

@@ -45,18 +45,15 @@
 #include <stdbool.h>
 
 #include "twin/common.h"
+#include "twin/dtype.h"
 #include "twin/error.h"
 
 TW_EXTERN_C_BEGIN
-
-typedef enum tw_dtype { TW_F64 = 0, TW_F32 = 1 } tw_dtype;
 
 #define TW_AD_MAX_DIMS 4
 
 /* Size in bytes of one element of dtype. */
 TW_API size_t tw_dtype_size(tw_dtype dtype);
-/* "f64" / "f32". */
-TW_API const char *tw_dtype_name(tw_dtype dtype);
 
 /* A dense tensor. The struct is public so kernels and blocks read data
  * directly; create tensors only through the functions below. data, tangent

@@ -35,6 +35,11 @@ TW_API int tw_file_read_some(int fd, const char *path, void *buf, size_t cap,
 TW_API int tw_file_read_all(const char *path, size_t max_bytes, tw_buf *out,
                             tw_err *err);
 
+/* Writes all of data[0..n) to fd, retrying short writes and EINTR. path
+ * names the file in the message of a failure. */
+TW_API int tw_file_write_all(int fd, const char *path, const void *data,
+                             size_t n, tw_err *err);
+
 /* Replaces path with data[0..n) atomically and durably (see above); the
  * file gets mode 0644 less the umask. On failure the temporary file is
  * removed and path is untouched. */

@@ -35,6 +35,7 @@
 
 #include "twin/checkpoint.h"
 #include "twin/common.h"
+#include "twin/dtype.h"
 #include "twin/error.h"
 #include "twin/wasm.h"
 
@@ -47,6 +48,7 @@ typedef struct tw_port {
   const char *name; /* "position" */
   const char *unit; /* "m", "N/m", "" for dimensionless */
   size_t size;
+  tw_dtype dtype; /* TW_F64 unless declared (dtype.h) */
 } tw_port;
 
 /* What a block is. Port arrays and strings are borrowed from the block and
@@ -89,6 +91,19 @@ typedef struct tw_vjp_args {
                        needed (NULL = all); a block may skip the others */
 } tw_vjp_args;
 
+/* Resources a block holds and has used since it was made, for the
+ * accounting of graph runs: heap it holds beyond its descriptor's vectors
+ * (buffers, tape arenas), and for a wasm model its linear memory and the
+ * fuel and guest calls it used. */
+typedef struct tw_block_usage {
+  size_t memory_bytes; /* heap held now */
+  size_t peak_memory;  /* the most held at once */
+  size_t wasm_memory;  /* linear memory now (0: not a wasm model) */
+  size_t wasm_peak;    /* largest linear memory seen */
+  uint64_t fuel_used;  /* wasm fuel consumed (0 without metering) */
+  uint64_t guest_calls;
+} tw_block_usage;
+
 /* The vtable every block kind implements. */
 typedef struct tw_block_ops {
   const char *kind;
@@ -112,6 +127,9 @@ typedef struct tw_block_ops {
    * tw_block_pullback fall back to step and step_vjp. */
   int (*linearize)(void *self, const tw_step_args *a, tw_err *err);
   int (*pullback)(void *self, const tw_vjp_args *a, tw_err *err);
+  /* Optional: what the block holds and has used (tw_block_usage); NULL
+   * for blocks whose memory is only their small fixed buffers. */
+  void (*usage)(const void *self, tw_block_usage *out);
 } tw_block_ops;
 
 typedef struct tw_block tw_block;
@@ -124,6 +142,8 @@ TW_API int tw_block_new(const tw_block_ops *ops, void *self, const char *name,
 TW_API void tw_block_free(tw_block *b);
 
 TW_API const tw_block_desc *tw_block_describe(const tw_block *b);
+/* The block's usage (all zeros for blocks that do not report one). */
+TW_API void tw_block_get_usage(const tw_block *b, tw_block_usage *out);
 TW_API const char *tw_block_name(const tw_block *b);
 /* Default parameters, when the block has them (builtins do): theta must
  * hold ntheta values. TW_ENOTSUP if the block has none. */

@@ -21,6 +21,7 @@
 #include "twin/metrics.h"
 #include "twin/pool.h"
 #include "twin/sim.h"
+#include "twin/store.h"
 #include "twin/trace.h"
 #include "twin/version.h"
 #include "twin/wasm.h"

@@ -28,6 +28,7 @@
 
 #include "twin/common.h"
 #include "twin/ctx.h"
+#include "twin/dtype.h"
 #include "twin/error.h"
 
 TW_EXTERN_C_BEGIN
@@ -81,6 +82,7 @@ typedef struct tw_wasm_port {
   const char *name;
   const char *unit;
   size_t size;
+  tw_dtype dtype;          /* "dtype" in the descriptor; f64 by default */
   const double *default_;  /* inputs, params */
   const double *min, *max; /* params */
   /* outputs: the inputs (indices into desc->inputs) this output depends

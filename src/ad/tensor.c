@@ -10,17 +10,15 @@
 #include "ad_int.h"
 
 size_t tw_dtype_size(tw_dtype dtype) {
-  return dtype == TW_F32 ? sizeof(float) : sizeof(double);
-}
-
-const char *tw_dtype_name(tw_dtype dtype) {
   switch (dtype) {
-  case TW_F64:
-    return "f64";
   case TW_F32:
-    return "f32";
+  case TW_I32:
+    return 4;
+  case TW_BOOL:
+    return 1;
+  default:
+    return 8;
   }
-  return "unknown";
 }
 
 /* Fills the header fields of t from (dtype, ndim, shape). */

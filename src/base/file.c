@@ -87,9 +87,9 @@ int tw_file_read_all(const char *path, size_t max_bytes, tw_buf *out,
   return rc;
 }
 
-/* Writes all of data, retrying short writes and EINTR. */
-static int write_all(int fd, const char *path, const char *data, size_t n,
-                     tw_err *err) {
+int tw_file_write_all(int fd, const char *path, const void *buf, size_t n,
+                      tw_err *err) {
+  const char *data = buf;
   while (n > 0) {
     ssize_t w = write(fd, data, n);
     if (w < 0) {
@@ -136,7 +136,7 @@ int tw_file_write_atomic(const char *path, const void *data, size_t n,
   if (fchmod(fd, 0644 & ~mask) != 0)
     rc = tw_err_sys(err, errno, "%s: cannot set the mode", tmp.data);
   if (rc == TW_OK)
-    rc = write_all(fd, tmp.data, data, n, err);
+    rc = tw_file_write_all(fd, tmp.data, data, n, err);
   if (rc == TW_OK && fsync(fd) != 0)
     rc = tw_err_sys(err, errno, "%s: fsync failed", tmp.data);
   if (close(fd) != 0 && rc == TW_OK)

@@ -36,7 +36,7 @@ typedef struct comp {
   double *gy, *late, *gu, *gx; /* per block scratch, at yoff / uoff / xoff */
   size_t *yoff, *uoff;
   tw_port *state, *params;
-  char (*names)[2 * 64 + 2];
+  char (*names)[TW__GRAPH_NAME_MAX];
   tw_port in_port, out_port;
   size_t *poff; /* per block: index of its first parameter port */
   tw_block_desc desc;
@@ -147,9 +147,12 @@ static int step_range(void *arg, size_t chunk, size_t begin, size_t end,
                       a->theta + c->toff[i],
                       a->x_next + c->xoff[i],
                       out_buf(c, i, a->x_next)};
+    uint64_t c0 = g->account_cpu ? tw_clock_thread_cpu_ns() : 0;
     uint64_t t0 = tw_clock_mono_ns();
     int rc = tw_block_step(b->block, &s, err);
     b->wall_ns += tw_clock_mono_ns() - t0;
+    if (g->account_cpu)
+      b->cpu_ns += tw_clock_thread_cpu_ns() - c0;
     b->steps++;
     if (rc != TW_OK)
       return rc;
@@ -196,13 +199,10 @@ static int tick(comp *c, const tw_step_args *a, tw_err *err) {
     if (rc != TW_OK)
       return rc;
   }
-  if (g->max_cpu_ms > 0) {
-    double used = (double)(tw_clock_process_cpu_ns() - g->cpu0_ns) / 1e6;
-    if (used > g->max_cpu_ms)
-      return tw_err_set(err, TW_ELIMIT,
-                        "graph '%s': CPU budget exceeded at tick %lld: "
-                        "%.1f ms used, --max-cpu-ms %.1f",
-                        g->name, (long long)a->k, used, g->max_cpu_ms);
+  if (g->max_cpu_ms > 0 || g->max_memory > 0) {
+    int rc = tw__graph_check_budget(g, a->k, err);
+    if (rc != TW_OK)
+      return rc;
   }
   if (a->y != NULL)
     for (size_t o = 0; o < g->noutputs; o++) {
@@ -251,7 +251,13 @@ static int block_vjp(comp *c, size_t i, const tw_vjp_args *a, const double *xn,
                    gu,
                    a->gtheta != NULL ? a->gtheta + c->toff[i] : NULL,
                    a->want != NULL ? a->want + c->poff[i] : NULL};
+  uint64_t c0 = c->g->account_cpu ? tw_clock_thread_cpu_ns() : 0;
+  uint64_t t0 = tw_clock_mono_ns();
   int rc = tw_block_step_vjp(b->block, &v, err);
+  b->wall_ns += tw_clock_mono_ns() - t0;
+  if (c->g->account_cpu)
+    b->cpu_ns += tw_clock_thread_cpu_ns() - c0;
+  b->vjps++;
   if (rc != TW_OK)
     return rc;
   for (size_t k = 0; k < b->desc->nx; k++)
@@ -338,6 +344,22 @@ static int comp_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
   return TW_OK;
 }
 
+/* A sub-graph's usage: what its blocks hold and use. */
+static void comp_usage(const void *p, tw_block_usage *u) {
+  const comp *c = p;
+  const tw_graph *g = c->g;
+  for (size_t i = 0; i < g->nblocks; i++) {
+    tw_block_usage b;
+    tw_block_get_usage(g->blocks[i].block, &b);
+    u->memory_bytes += g->blocks[i].own_bytes + b.memory_bytes;
+    u->peak_memory += g->blocks[i].own_bytes + b.peak_memory;
+    u->wasm_memory += b.wasm_memory;
+    u->wasm_peak += b.wasm_peak;
+    u->fuel_used += b.fuel_used;
+    u->guest_calls += b.guest_calls;
+  }
+}
+
 static const tw_block_ops comp_ops = {
     .kind = "graph",
     .describe = comp_describe,
@@ -346,13 +368,19 @@ static const tw_block_ops comp_ops = {
     .step = comp_step,
     .step_vjp = comp_vjp,
     .free = comp_free,
+    .usage = comp_usage,
 };
 
 int tw__graph_composite(tw_graph *g, tw_block **out, tw_err *err) {
   size_t n = g->nblocks, nx = 0, ny = 0, nu = 0, np = 0, ns = 0;
   for (size_t i = 0; i < n; i++) {
-    const tw_block_desc *d = g->blocks[i].desc;
-    nx += d->nx + (g->blocks[i].every > 1 ? d->ny : 0);
+    tw__gblock *b = &g->blocks[i];
+    const tw_block_desc *d = b->desc;
+    b->own_bytes =
+        (d->ntheta + 4 * d->nx + d->nu + d->ny + 6) * sizeof(double) +
+        d->ninputs * (sizeof *b->src + sizeof(bool)) + sizeof *b +
+        strlen(b->name) + 1;
+    nx += d->nx + (b->every > 1 ? d->ny : 0);
     ny += d->ny;
     nu += d->nu;
     np += d->nparams;
@@ -385,6 +413,10 @@ int tw__graph_composite(tw_graph *g, tw_block **out, tw_err *err) {
     comp_free(c);
     return tw_err_set(err, TW_ENOMEM, "graph: out of memory");
   }
+  g->comp_bytes =
+      sizeof *c + 6 * (n + 1) * sizeof(size_t) + 2 * (n + 1) * sizeof(bool) +
+      (2 * ny + nu + 3 * nx + 4) * sizeof(double) +
+      (ns + np + 2) * sizeof(tw_port) + (np + ns + 1) * sizeof *c->names;
   size_t x = 0, t = 0, y = 0, u = 0, pi = 0, si = 0, nm = 0;
   for (size_t i = 0; i < n; i++) {
     const tw__gblock *b = &g->blocks[i];
@@ -392,7 +424,7 @@ int tw__graph_composite(tw_graph *g, tw_block **out, tw_err *err) {
     c->xoff[i] = x;
     if (d->nx > 0) {
       (void)snprintf(c->names[nm], sizeof c->names[0], "%s", b->name);
-      c->state[si++] = (tw_port){c->names[nm++], "", d->nx};
+      c->state[si++] = (tw_port){c->names[nm++], "", d->nx, TW_F64};
     }
     x += d->nx;
     c->toff[i] = t;
@@ -405,8 +437,8 @@ int tw__graph_composite(tw_graph *g, tw_block **out, tw_err *err) {
     for (size_t k = 0; k < d->nparams; k++) {
       (void)snprintf(c->names[nm], sizeof c->names[0], "%s.%s", b->name,
                      d->params[k].name);
-      c->params[pi++] =
-          (tw_port){c->names[nm++], d->params[k].unit, d->params[k].size};
+      c->params[pi++] = (tw_port){c->names[nm++], d->params[k].unit,
+                                  d->params[k].size, TW_F64};
     }
   }
   for (size_t i = 0; i < n; i++) {
@@ -416,14 +448,14 @@ int tw__graph_composite(tw_graph *g, tw_block **out, tw_err *err) {
       c->hoff[i] = x;
       if (b->desc->ny > 0) {
         (void)snprintf(c->names[nm], sizeof c->names[0], "%s.held", b->name);
-        c->state[si++] = (tw_port){c->names[nm++], "", b->desc->ny};
+        c->state[si++] = (tw_port){c->names[nm++], "", b->desc->ny, TW_F64};
       }
       x += b->desc->ny;
     }
   }
   c->yoff[n] = y;
-  c->in_port = (tw_port){"inputs", "", g->in_width};
-  c->out_port = (tw_port){"outputs", "", g->out_width};
+  c->in_port = (tw_port){"inputs", "", g->in_width, TW_F64};
+  c->out_port = (tw_port){"outputs", "", g->out_width, TW_F64};
   tw_block_desc *d = &c->desc;
   d->kind = "graph";
   d->state = c->state;

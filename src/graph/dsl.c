@@ -342,13 +342,29 @@ static int block_stmt(lexer *lx, json_t *root, json_t **cur) {
   return rc;
 }
 
+/* A parameter's name: NAME, or inner_block.NAME of a sub-graph's (any
+ * depth). */
+static int param_name(lexer *lx, char *out, size_t cap, size_t *at) {
+  *at = lx->at;
+  const char *p = lx->s + lx->at;
+  bool ok = lx->kind == T_WORD && lx->n < cap && p[0] != '.' &&
+            p[lx->n - 1] != '.' && memchr(p, ':', lx->n) == NULL;
+  for (size_t i = 1; ok && i < lx->n; i++)
+    ok = !(p[i] == '.' && p[i - 1] == '.');
+  if (!ok)
+    return lerr(lx, lx->at, "expected a parameter name");
+  memcpy(out, p, lx->n);
+  out[lx->n] = '\0';
+  return next(lx);
+}
+
 static int param_stmt(lexer *lx, json_t *block) {
   size_t at0 = lx->at;
   if (block == NULL)
     return lerr(lx, at0, "'param' must follow a 'block' line");
-  char nm[65];
+  char nm[TW__GRAPH_NAME_MAX];
   size_t at;
-  int rc = name(lx, nm, sizeof nm, &at);
+  int rc = param_name(lx, nm, sizeof nm, &at);
   if (rc == TW_OK)
     rc = expect(lx, T_PUNCT, "=", "'='");
   json_t *v = NULL;

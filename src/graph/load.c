@@ -5,7 +5,9 @@
  *
  *   {"graph": 1, "name": "...", "dt": 0.01,
  *    "blocks": {"NAME": {"model": "builtin:gain" | "builtin:integrator" |
- *                                 "builtin:mlp" | "wasm:PATH.wasm",
+ *                                 "builtin:mlp" | "wasm:PATH.wasm" |
+ *                                 "wasm:sha256:<hex>" (the model store) |
+ *                                 "graph:PATH.json" (a sub-graph),
  *                        "every": 1, "period": 0.01,   (one of, optional)
  *                        "params": {"P": 1.5 | [..] |
  *                                   {"value": .., "min": .., "max": ..,
@@ -17,20 +19,25 @@
  *    "outputs": {"NAME": "block.out"}}
  */
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "graph_int.h"
 #include "twin/alloc.h"
 #include "twin/file.h"
 #include "twin/json.h"
+#include "twin/store.h"
 
 #define MAX_NAME 64
 #define MAX_SIZE (1 << 20)       /* values of a port */
 #define MAX_MLP_WIDTH (1 << 14)  /* units of an MLP layer */
 #define MAX_MLP_PARAMS (1 << 24) /* parameters of an MLP */
+/* A model read from the store (the engine applies its own module limit). */
+#define MAX_BLOB ((size_t)1 << 30)
 
 /* --- Diagnostics ----------------------------------------------------- */
 
@@ -95,6 +102,7 @@ void tw_graph_free(tw_graph *g) {
   if (g == NULL)
     return;
   tw_block_free(g->composite);
+  tw_free(g->run_mem);
   for (size_t i = 0; i < g->nblocks; i++) {
     tw__gblock *b = &g->blocks[i];
     tw_block_free(b->block);
@@ -107,8 +115,10 @@ void tw_graph_free(tw_graph *g) {
     tw_wasm_module_free(g->modules[i]);
   if (g->own_engine)
     tw_wasm_engine_free(g->engine);
-  for (size_t i = 0; i < g->ninputs; i++)
+  for (size_t i = 0; i < g->ninputs; i++) {
     tw_free(g->inputs[i].name);
+    tw_free(g->inputs[i].unit);
+  }
   for (size_t i = 0; i < g->noutputs; i++)
     tw_free(g->outputs[i].name);
   tw_free(g->modules);
@@ -128,7 +138,8 @@ typedef struct loader {
   diags *d;
   const char *base_dir;
   const tw_graph_opts *opts;
-  tw_err *err; /* fatal failures (out of memory) */
+  tw_err *err;             /* fatal failures (out of memory) */
+  const tw__gchain *chain; /* this file and the files including it */
 } loader;
 
 static int get_size(loader *ld, const json_t *spec, const char *bname,
@@ -211,14 +222,44 @@ static int make_mlp(loader *ld, const json_t *spec, const char *bname,
   return rc;
 }
 
+/* "wasm:ALG:..." names a model by digest: a colon before any slash (a
+ * file whose first name holds a colon is written "./a:b.wasm"). */
+static bool is_digest(const char *path) {
+  const char *colon = strchr(path, ':'), *slash = strchr(path, '/');
+  return colon != NULL && (slash == NULL || colon < slash);
+}
+
+/* The bytes of the model digest from the local store, verified. */
+static int read_blob(loader *ld, const char *digest, tw_buf *bytes, tw_err *e) {
+  int rc = tw_store_digest_check(digest, e);
+  tw_store *st = NULL;
+  if (rc == TW_OK)
+    rc =
+        tw_store_open(ld->opts != NULL ? ld->opts->store : NULL, false, &st, e);
+  if (rc == TW_OK)
+    rc = tw_store_read(st, digest, MAX_BLOB, bytes, e);
+  tw_store_close(st);
+  return rc;
+}
+
 static int make_wasm(loader *ld, const json_t *model, const char *path,
                      const char *bname, tw_block **out, tw_wasm_module **mod) {
   tw_graph *g = ld->g;
-  if (strncmp(path, "sha256:", 7) == 0) {
-    diag(ld->d, model,
-         "block '%s': models by digest need the model registry; give a path",
-         bname);
-    return TW_ENOTSUP;
+  tw_buf blob = TW_BUF_INIT;
+  bool by_digest = is_digest(path);
+  if (by_digest) {
+    tw_err e;
+    tw_err_init(&e);
+    int rc = read_blob(ld, path, &blob, &e);
+    if (rc == TW_ENOMEM) {
+      tw_buf_fini(&blob);
+      return tw_err_set(ld->err, rc, "%s", e.msg);
+    }
+    if (rc != TW_OK) {
+      tw_buf_fini(&blob);
+      diag(ld->d, model, "block '%s': %s", bname, e.msg);
+      return rc;
+    }
   }
   char full[4096];
   if (path[0] == '/')
@@ -229,17 +270,45 @@ static int make_wasm(loader *ld, const json_t *model, const char *path,
   tw_err_init(&e);
   if (g->engine == NULL) {
     int rc = tw_wasm_engine_new(g->ctx, NULL, &g->engine, &e);
-    if (rc != TW_OK)
+    if (rc != TW_OK) {
+      tw_buf_fini(&blob);
       return tw_err_set(ld->err, rc, "%s", e.msg);
+    }
     g->own_engine = true;
   }
   tw_wasm_module_opts mo = {false, bname};
-  int rc = tw_wasm_module_load_file(g->engine, full, &mo, mod, &e);
+  int rc = by_digest ? tw_wasm_module_load(g->engine, blob.data, blob.len, &mo,
+                                           mod, &e)
+                     : tw_wasm_module_load_file(g->engine, full, &mo, mod, &e);
+  tw_buf_fini(&blob);
   if (rc == TW_OK) {
     tw_wasm_limits lim =
         ld->opts != NULL ? ld->opts->limits : (tw_wasm_limits){0, 0, 0};
     rc = tw_sim_wasm_block(*mod, &lim, bname, out, &e);
   }
+  if (rc != TW_OK)
+    diag(ld->d, model, "block '%s': %s", bname, e.msg);
+  return rc;
+}
+
+/* A sub-graph (subgraph.c): its file's diagnostics go to the same buffer
+ * and count as this graph's; one more names the block here. */
+static int make_subgraph(loader *ld, const json_t *model, const char *path,
+                         const char *bname, unsigned every, tw_block **out) {
+  tw_graph_opts o;
+  memset(&o, 0, sizeof o);
+  if (ld->opts != NULL)
+    o = *ld->opts;
+  if (o.engine == NULL)
+    o.engine = ld->g->engine; /* one engine when this graph made one */
+  tw__gsub s = {path,  ld->base_dir,      ld->chain,  &o, bname,
+                every, every * ld->g->dt, ld->d->out, 0};
+  tw_err e;
+  tw_err_init(&e);
+  int rc = tw__graph_subgraph_block(&s, out, &e);
+  ld->d->n += s.ndiags;
+  if (rc == TW_ENOMEM)
+    return tw_err_set(ld->err, rc, "%s", e.msg);
   if (rc != TW_OK)
     diag(ld->d, model, "block '%s': %s", bname, e.msg);
   return rc;
@@ -347,8 +416,8 @@ static int load_block(loader *ld, const char *bname, json_t *spec,
   const char *m = json_string_value(model);
   if (m == NULL) {
     diag(ld->d, model != NULL ? model : spec,
-         "block '%s': \"model\" must be a string (builtin:NAME or "
-         "wasm:PATH)",
+         "block '%s': \"model\" must be a string (builtin:NAME, "
+         "wasm:PATH or graph:PATH)",
          bname);
     return TW_OK;
   }
@@ -397,10 +466,14 @@ static int load_block(loader *ld, const char *bname, json_t *spec,
       g->modules[g->nmodules++] = mod;
     if (ld->err->code != TW_OK)
       return ld->err->code;
+  } else if (strncmp(m, "graph:", 6) == 0) {
+    rc = make_subgraph(ld, model, m + 6, bname, b->every, &b->block);
+    if (ld->err->code != TW_OK)
+      return ld->err->code;
   } else {
     diag(ld->d, model,
          "block '%s': unknown model '%s' (builtin:gain, builtin:integrator, "
-         "builtin:mlp, builtin:chain1d or wasm:PATH)",
+         "builtin:mlp, builtin:chain1d, wasm:PATH or graph:PATH)",
          bname, m);
     return TW_OK;
   }
@@ -487,8 +560,9 @@ static ref resolve(loader *ld, const json_t *node, bool output,
     }
     for (size_t i = 0; i < g->ninputs; i++)
       if (strcmp(g->inputs[i].name, port) == 0) {
-        r = (ref){TW__SRC_INPUT,     i,  0,   g->inputs[i].offset,
-                  g->inputs[i].size, "", true};
+        r = (ref){
+            TW__SRC_INPUT,     i,   0, g->inputs[i].offset, g->inputs[i].size,
+            g->inputs[i].unit, true};
         return r;
       }
     diag(ld->d, node, "%s: the graph has no input '%s'", what, port);
@@ -571,8 +645,7 @@ static bool feeds_through(const tw_block_desc *d, size_t o) {
   return false;
 }
 
-/* The output port of source block s holding offset off of its y. */
-static size_t port_at(const tw_block_desc *d, size_t off) {
+size_t tw__graph_port_at(const tw_block_desc *d, size_t off) {
   size_t acc = 0;
   for (size_t o = 0; o < d->noutputs; o++) {
     if (off < acc + d->outputs[o].size)
@@ -602,8 +675,9 @@ static int levels(loader *ld) {
     for (size_t i = 0; i < B->desc->ninputs; i++) {
       const tw__gsrc *s = &B->src[i];
       if (s->kind == TW__SRC_BLOCK &&
-          feeds_through(g->blocks[s->index].desc,
-                        port_at(g->blocks[s->index].desc, s->offset)) &&
+          feeds_through(
+              g->blocks[s->index].desc,
+              tw__graph_port_at(g->blocks[s->index].desc, s->offset)) &&
           lv[s->index] + 1 > lv[b])
         lv[b] = lv[s->index] + 1;
     }
@@ -646,7 +720,7 @@ static int schedule(loader *ld, json_t *blocks_node) {
       if (s->kind != TW__SRC_BLOCK)
         continue;
       tw__gblock *S = &g->blocks[s->index];
-      if (feeds_through(S->desc, port_at(S->desc, s->offset)))
+      if (feeds_through(S->desc, tw__graph_port_at(S->desc, s->offset)))
         indeg[b]++;
       else
         S->prepass = true;
@@ -668,7 +742,7 @@ static int schedule(loader *ld, json_t *blocks_node) {
         const tw__gsrc *s = &B->src[i];
         if (s->kind == TW__SRC_BLOCK && s->index == pick &&
             feeds_through(g->blocks[pick].desc,
-                          port_at(g->blocks[pick].desc, s->offset)))
+                          tw__graph_port_at(g->blocks[pick].desc, s->offset)))
           indeg[b]--;
       }
     }
@@ -689,9 +763,10 @@ static int schedule(loader *ld, json_t *blocks_node) {
           const tw__gblock *B = &g->blocks[b];
           for (size_t i = 0; i < B->desc->ninputs && !feeds; i++) {
             const tw__gsrc *s = &B->src[i];
-            feeds = s->kind == TW__SRC_BLOCK && s->index == a &&
-                    feeds_through(g->blocks[a].desc,
-                                  port_at(g->blocks[a].desc, s->offset));
+            feeds =
+                s->kind == TW__SRC_BLOCK && s->index == a &&
+                feeds_through(g->blocks[a].desc,
+                              tw__graph_port_at(g->blocks[a].desc, s->offset));
           }
         }
         if (!feeds) {
@@ -738,6 +813,7 @@ static int load_io(loader *ld, json_t *root) {
   if (ins != NULL)
     json_object_foreach(ins, key, v) {
       size_t size = 1;
+      const char *unit = "";
       if (!valid_name(key))
         diag(ld->d, v, "input name '%s' is not a valid name", key);
       if (!json_is_object(v)) {
@@ -751,10 +827,16 @@ static int load_io(loader *ld, json_t *root) {
           diag(ld->d, s, "input '%s': size must be an integer >= 1", key);
         else if (s != NULL)
           size = (size_t)json_integer_value(s);
+        json_t *u = json_object_get(v, "unit");
+        if (u != NULL && !json_is_string(u))
+          diag(ld->d, u, "input '%s': unit must be a string", key);
+        else if (u != NULL)
+          unit = json_string_value(u);
       }
       tw__gio *io = &g->inputs[g->ninputs++];
       io->name = tw_strdup(key);
-      if (io->name == NULL)
+      io->unit = tw_strdup(unit);
+      if (io->name == NULL || io->unit == NULL)
         return tw_err_set(ld->err, TW_ENOMEM, "graph: out of memory");
       io->size = size;
       io->offset = g->in_width;
@@ -888,11 +970,14 @@ int tw__graph_read_doc(const char *text, size_t len, const char *source,
   return tw_json_parse_doc(text, len, source, doc, err);
 }
 
-int tw_graph_parse(const char *text, size_t len, const char *source,
-                   const char *base_dir, const tw_graph_opts *opts,
-                   tw_buf *diag_out, tw_graph **out, tw_err *err) {
+int tw__graph_parse_in(const char *text, size_t len, const tw__gchain *self,
+                       const char *base_dir, const tw_graph_opts *opts,
+                       tw_buf *diag_out, unsigned *ndiags, tw_graph **out,
+                       tw_err *err) {
+  if (ndiags != NULL)
+    *ndiags = 0;
   tw_json_doc *doc = NULL;
-  int rc = tw__graph_read_doc(text, len, source, &doc, err);
+  int rc = tw__graph_read_doc(text, len, self->name, &doc, err);
   if (rc != TW_OK)
     return rc;
   tw_graph *g = tw_calloc(1, sizeof *g);
@@ -907,8 +992,10 @@ int tw_graph_parse(const char *text, size_t len, const char *source,
   diags d = {doc, diag_out, 0, 0};
   tw_err fatal;
   tw_err_init(&fatal);
-  loader ld = {g, &d, base_dir != NULL ? base_dir : ".", opts, &fatal};
+  loader ld = {g, &d, base_dir != NULL ? base_dir : ".", opts, &fatal, self};
   rc = load_graph(&ld, tw_json_doc_root(doc));
+  if (ndiags != NULL)
+    *ndiags = d.n;
   if (rc == TW_OK && d.oom)
     rc = tw_err_set(&fatal, TW_ENOMEM, "graph: out of memory");
   if (rc != TW_OK) {
@@ -926,6 +1013,14 @@ int tw_graph_parse(const char *text, size_t len, const char *source,
   return TW_OK;
 }
 
+int tw_graph_parse(const char *text, size_t len, const char *source,
+                   const char *base_dir, const tw_graph_opts *opts,
+                   tw_buf *diag_out, tw_graph **out, tw_err *err) {
+  tw__gchain self = {NULL, source, NULL, 0};
+  return tw__graph_parse_in(text, len, &self, base_dir, opts, diag_out, NULL,
+                            out, err);
+}
+
 int tw_graph_load(const char *path, const tw_graph_opts *opts, tw_buf *diag_out,
                   tw_graph **out, tw_err *err) {
   tw_buf text;
@@ -934,9 +1029,12 @@ int tw_graph_load(const char *path, const tw_graph_opts *opts, tw_buf *diag_out,
   char *copy = rc == TW_OK ? tw_strdup(path) : NULL;
   if (rc == TW_OK && copy == NULL)
     rc = tw_err_set(err, TW_ENOMEM, "graph: out of memory");
+  /* Its canonical path, so that a sub-graph including it is a cycle. */
+  char real[PATH_MAX];
+  tw__gchain self = {realpath(path, real) != NULL ? real : NULL, path, NULL, 0};
   if (rc == TW_OK)
-    rc = tw_graph_parse(text.data, text.len, path, dirname(copy), opts,
-                        diag_out, out, err);
+    rc = tw__graph_parse_in(text.data, text.len, &self, dirname(copy), opts,
+                            diag_out, NULL, out, err);
   tw_free(copy);
   tw_buf_fini(&text);
   return rc;

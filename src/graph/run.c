@@ -7,22 +7,238 @@
 
 #include "graph_int.h"
 #include "twin/alloc.h"
+#include "twin/checkpoint.h"
 #include "twin/clock.h"
 #include "twin/file.h"
+#include "twin/metrics.h"
 
-/* Initial state and parameters of the composite (x0: nx, theta: ntheta);
- * the run's accounting starts over. */
-static int start(tw_graph *g, double **x0, double **theta, tw_err *err) {
-  for (size_t i = 0; i < g->nblocks; i++)
-    g->blocks[i].steps = g->blocks[i].wall_ns = 0;
+enum { RUN_NONE, RUN_READY, RUN_FAILED };
+
+size_t tw__graph_memory(tw_graph *g) {
+  size_t total = g->comp_bytes + g->extra_bytes;
+  for (size_t i = 0; i < g->nblocks; i++) {
+    tw__gblock *b = &g->blocks[i];
+    tw_block_usage u;
+    tw_block_get_usage(b->block, &u);
+    size_t held = b->own_bytes + u.memory_bytes;
+    size_t peak = b->own_bytes + u.peak_memory;
+    if (peak > b->peak_bytes)
+      b->peak_bytes = peak;
+    if (u.wasm_memory > b->wasm_peak)
+      b->wasm_peak = u.wasm_memory;
+    total += held + u.wasm_memory;
+  }
+  if (total > g->peak_memory)
+    g->peak_memory = total;
+  return total;
+}
+
+/* Counts a stop by a budget in the metrics. */
+static void count_limit(tw_graph *g, const char *resource) {
+  if (g->ctx == NULL)
+    return;
+  static const char *const labels[] = {"graph", "resource"};
+  tw_metric_family *f;
+  tw_metric *m;
+  const char *values[] = {g->name, resource};
+  if (tw_metrics_family(tw_ctx_metrics(g->ctx), TW_METRIC_COUNTER,
+                        "twin_graph_budget_stops_total",
+                        "Runs stopped by a budget, by resource", labels, 2,
+                        NULL, 0, &f, NULL) == TW_OK &&
+      tw_metric_family_child(f, values, &m, NULL) == TW_OK)
+    tw_metric_inc(m);
+}
+
+int tw__graph_check_budget(tw_graph *g, int64_t k, tw_err *err) {
+  if (g->max_cpu_ms > 0) {
+    double used = (double)(tw_clock_process_cpu_ns() - g->cpu0_ns) / 1e6;
+    if (used > g->max_cpu_ms) {
+      count_limit(g, "cpu");
+      return tw_err_set(err, TW_ELIMIT,
+                        "graph '%s': CPU budget exceeded at tick %lld: "
+                        "%.1f ms used, the budget is %.1f ms",
+                        g->name, (long long)k, used, g->max_cpu_ms);
+    }
+  }
+  if (g->max_memory > 0) {
+    size_t used = tw__graph_memory(g);
+    if (used > g->max_memory) {
+      count_limit(g, "memory");
+      return tw_err_set(err, TW_ELIMIT,
+                        "graph '%s': memory budget exceeded at tick %lld: "
+                        "%zu bytes held, the budget is %zu bytes",
+                        g->name, (long long)k, used, g->max_memory);
+    }
+  }
+  return TW_OK;
+}
+
+/* The run's accounting starts over. */
+static void start_accounting(tw_graph *g) {
+  for (size_t i = 0; i < g->nblocks; i++) {
+    tw__gblock *b = &g->blocks[i];
+    tw_block_usage u;
+    tw_block_get_usage(b->block, &u);
+    b->steps = b->vjps = b->wall_ns = b->cpu_ns = 0;
+    b->pub_steps = b->pub_vjps = b->pub_wall_ns = b->pub_cpu_ns = 0;
+    b->pub_fuel = 0;
+    b->fuel0 = u.fuel_used;
+    b->peak_bytes = b->wasm_peak = 0;
+  }
+  g->pub_ticks = 0;
+  g->peak_memory = 0;
   g->cpu0_ns = tw_clock_process_cpu_ns();
+  g->wall0_ns = tw_clock_mono_ns();
+  g->cpu_ms = g->wall_ms = 0;
+}
+
+static void stop_accounting(tw_graph *g) {
+  g->cpu_ms = (double)(tw_clock_process_cpu_ns() - g->cpu0_ns) / 1e6;
+  g->wall_ms = (double)(tw_clock_mono_ns() - g->wall0_ns) / 1e6;
+  (void)tw__graph_memory(g);
+}
+
+/* Finds or makes the child of family name for this graph (and block). */
+static tw_metric *metric(tw_graph *g, tw_metric_type type, const char *name,
+                         const char *help, const char *block) {
+  static const char *const labels[] = {"graph", "block"};
+  const char *values[] = {g->name, block};
+  tw_metric_family *f;
+  tw_metric *m;
+  if (tw_metrics_family(tw_ctx_metrics(g->ctx), type, name, help, labels,
+                        block != NULL ? 2 : 1, NULL, 0, &f, NULL) != TW_OK ||
+      tw_metric_family_child(f, values, &m, NULL) != TW_OK)
+    return NULL;
+  return m;
+}
+
+static void add(tw_metric *m, double v) {
+  if (m != NULL && v > 0)
+    (void)tw_metric_add(m, v);
+}
+
+/* Sends what the run did since the last call to the context's metrics. */
+static void publish(tw_graph *g, int64_t ticks) {
+  if (g->ctx == NULL)
+    return;
+  add(metric(g, TW_METRIC_COUNTER, "twin_graph_ticks_total",
+             "Ticks the graph ran (gradients' recomputation excluded)", NULL),
+      (double)(ticks - g->pub_ticks));
+  g->pub_ticks = ticks;
+  tw_metric *mem =
+      metric(g, TW_METRIC_GAUGE, "twin_graph_memory_bytes",
+             "Memory held by the graph's last run at its peak", NULL);
+  if (mem != NULL)
+    (void)tw_metric_set(mem, (double)g->peak_memory);
+  for (size_t i = 0; i < g->nblocks; i++) {
+    tw__gblock *b = &g->blocks[i];
+    tw_block_usage u;
+    tw_block_get_usage(b->block, &u);
+    uint64_t fuel = u.fuel_used - b->fuel0;
+    add(metric(g, TW_METRIC_COUNTER, "twin_graph_block_steps_total",
+               "Forward steps of a block", b->name),
+        (double)(b->steps - b->pub_steps));
+    add(metric(g, TW_METRIC_COUNTER, "twin_graph_block_vjps_total",
+               "VJP calls of a block (gradients)", b->name),
+        (double)(b->vjps - b->pub_vjps));
+    add(metric(g, TW_METRIC_COUNTER, "twin_graph_block_seconds_total",
+               "Wall time inside a block's steps and VJPs", b->name),
+        (double)(b->wall_ns - b->pub_wall_ns) / 1e9);
+    if (g->account_cpu)
+      add(metric(g, TW_METRIC_COUNTER, "twin_graph_block_cpu_seconds_total",
+                 "Thread CPU time inside a block's steps and VJPs", b->name),
+          (double)(b->cpu_ns - b->pub_cpu_ns) / 1e9);
+    if (u.guest_calls > 0) {
+      add(metric(g, TW_METRIC_COUNTER, "twin_graph_block_fuel_total",
+                 "Wasm fuel used by a block", b->name),
+          (double)(fuel - b->pub_fuel));
+      tw_metric *wm = metric(g, TW_METRIC_GAUGE, "twin_graph_block_wasm_bytes",
+                             "Linear memory of a wasm block", b->name);
+      if (wm != NULL)
+        (void)tw_metric_set(wm, (double)u.wasm_memory);
+    }
+    b->pub_steps = b->steps;
+    b->pub_vjps = b->vjps;
+    b->pub_wall_ns = b->wall_ns;
+    b->pub_cpu_ns = b->cpu_ns;
+    b->pub_fuel = fuel;
+  }
+}
+
+/* Initial state and parameters of the composite into x0 (nx) and theta
+ * (ntheta). */
+static int initial(tw_graph *g, double *x0, double *theta, tw_err *err) {
+  (void)tw_block_default_params(g->composite, theta, NULL);
+  return tw_block_init(g->composite, theta, x0, err);
+}
+
+int tw_graph_reset(tw_graph *g, tw_err *err) {
   const tw_block_desc *d = tw_block_describe(g->composite);
-  *x0 = tw_calloc(d->nx + 1, sizeof(double));
-  *theta = tw_calloc(d->ntheta + 1, sizeof(double));
-  if (*x0 == NULL || *theta == NULL)
-    return tw_err_set(err, TW_ENOMEM, "graph: out of memory");
-  (void)tw_block_default_params(g->composite, *theta, NULL);
-  return tw_block_init(g->composite, *theta, *x0, err);
+  if (g->run_mem == NULL) {
+    g->run_mem = tw_calloc(3 * d->nx + d->ntheta + 4, sizeof(double));
+    if (g->run_mem == NULL)
+      return tw_err_set(err, TW_ENOMEM, "graph: out of memory");
+    g->run_x = g->run_mem;
+    g->run_xn = g->run_x + d->nx + 1;
+    g->run_theta = g->run_xn + d->nx + 1;
+  }
+  g->run_state = RUN_FAILED;
+  g->run_k = 0;
+  start_accounting(g);
+  g->extra_bytes = (2 * d->nx + d->ntheta + 4) * sizeof(double);
+  g->checkpoint_bytes = 0;
+  if (g->ctx != NULL)
+    add(metric(g, TW_METRIC_COUNTER, "twin_graph_runs_total",
+               "Runs started (tw_graph_reset)", NULL),
+        1);
+  int rc = initial(g, g->run_x, g->run_theta, err);
+  if (rc == TW_OK)
+    g->run_state = RUN_READY;
+  return rc;
+}
+
+int tw_graph_advance(tw_graph *g, int64_t ticks, const double *inputs,
+                     double *outputs, tw_err *err) {
+  if (g->run_state != RUN_READY)
+    return tw_err_set(err, TW_ESTATE,
+                      g->run_state == RUN_NONE
+                          ? "graph '%s': no run started (tw_graph_reset)"
+                          : "graph '%s': the run stopped on an error; reset "
+                            "it to run again",
+                      g->name);
+  if (ticks < 0)
+    return tw_err_set(err, TW_EINVAL,
+                      "graph '%s': ticks must be >= 0, not %lld", g->name,
+                      (long long)ticks);
+  const tw_block_desc *d = tw_block_describe(g->composite);
+  int rc = TW_OK;
+  for (int64_t j = 0; j < ticks && rc == TW_OK; j++) {
+    int64_t k = g->run_k;
+    tw_step_args a = {(double)k * g->dt,
+                      g->dt,
+                      k,
+                      g->run_x,
+                      inputs != NULL ? inputs + (size_t)j * d->nu : NULL,
+                      g->run_theta,
+                      g->run_xn,
+                      outputs != NULL ? outputs + (size_t)j * d->ny : NULL};
+    rc = tw_block_step(g->composite, &a, err);
+    if (rc != TW_OK)
+      break;
+    double *t = g->run_x;
+    g->run_x = g->run_xn;
+    g->run_xn = t;
+    g->run_k++;
+  }
+  if (rc != TW_OK)
+    g->run_state = RUN_FAILED;
+  stop_accounting(g);
+  publish(g, g->run_k);
+  return rc;
+}
+
+int64_t tw_graph_tick(const tw_graph *g) {
+  return g->run_state == RUN_NONE ? 0 : g->run_k;
 }
 
 int tw_graph_run(tw_graph *g, int64_t ticks, const double *inputs,
@@ -31,24 +247,46 @@ int tw_graph_run(tw_graph *g, int64_t ticks, const double *inputs,
     return tw_err_set(err, TW_EINVAL,
                       "graph '%s': ticks must be >= 1, not %lld", g->name,
                       (long long)ticks);
-  double *x0 = NULL, *theta = NULL;
-  int rc = start(g, &x0, &theta, err);
-  tw_rollout_opts o;
-  memset(&o, 0, sizeof o);
-  o.steps = ticks;
-  o.dt = g->dt;
+  int rc = tw_graph_reset(g, err);
   if (rc == TW_OK)
-    rc = tw_sim_forward(g->composite, &o, x0, theta, inputs, NULL, NULL,
-                        outputs, NULL, err);
-  g->cpu_ms = (double)(tw_clock_process_cpu_ns() - g->cpu0_ns) / 1e6;
-  g->ticks_run = ticks;
-  tw_free(x0);
-  tw_free(theta);
+    rc = tw_graph_advance(g, ticks, inputs, outputs, err);
   return rc;
 }
 
 size_t tw_graph_nparams(const tw_graph *g) {
   return tw_block_describe(g->composite)->ntheta;
+}
+
+/* The memory of the gradient's schedule (checkpoint slots and working
+ * vectors of the rollout), checked against the budget before it starts. */
+static int grad_memory(tw_graph *g, const tw_rollout_opts *o, tw_err *err) {
+  const tw_block_desc *d = tw_block_describe(g->composite);
+  tw_ckpt *ck = NULL;
+  int rc = tw_ckpt_new(&o->schedule, o->steps, &ck, err);
+  if (rc != TW_OK)
+    return rc;
+  size_t slots = tw_ckpt_slots(ck);
+  tw_ckpt_free(ck);
+  g->checkpoint_bytes = slots * d->nx * sizeof(double);
+  g->extra_bytes = g->checkpoint_bytes + (4 * d->nx + 2 * d->ny + d->nu +
+                                          2 * d->ntheta + (size_t)o->steps) *
+                                             sizeof(double);
+  if (g->max_memory > 0) {
+    size_t need = tw__graph_memory(g);
+    if (need > g->max_memory) {
+      count_limit(g, "memory");
+      char spec[64];
+      tw_ckpt_spec_format(&o->schedule, spec, sizeof spec);
+      return tw_err_set(err, TW_ELIMIT,
+                        "graph '%s': a gradient over %lld ticks with schedule "
+                        "%s needs %zu bytes (%zu of checkpoints), the budget "
+                        "is %zu bytes; a schedule with fewer slots "
+                        "(revolve:K) needs less",
+                        g->name, (long long)o->steps, spec, need,
+                        g->checkpoint_bytes, g->max_memory);
+    }
+  }
+  return TW_OK;
 }
 
 int tw_graph_grad(tw_graph *g, int64_t ticks, const double *inputs,
@@ -93,13 +331,30 @@ int tw_graph_grad(tw_graph *g, int64_t ticks, const double *inputs,
   }
   double *x0 = NULL, *theta = NULL;
   if (rc == TW_OK)
-    rc = start(g, &x0, &theta, err);
+    rc = grad_memory(g, &o, err);
+  if (rc == TW_OK) {
+    x0 = tw_calloc(d->nx + 1, sizeof(double));
+    theta = tw_calloc(d->ntheta + 1, sizeof(double));
+    if (x0 == NULL || theta == NULL)
+      rc = tw_err_set(err, TW_ENOMEM, "graph: out of memory");
+  }
+  g->run_state = RUN_NONE; /* the run's state is not kept */
+  start_accounting(g);
+  g->run_k = ticks;
+  if (rc == TW_OK)
+    rc = initial(g, x0, theta, err);
   tw_rollout_stats st;
   if (rc == TW_OK)
     rc = tw_sim_grad(g->composite, &o, x0, theta, inputs, loss, gtheta, NULL,
                      NULL, &st, err);
   if (rc == TW_OK && loss_out != NULL)
     *loss_out = st.loss;
+  stop_accounting(g);
+  publish(g, 0);
+  if (g->ctx != NULL)
+    add(metric(g, TW_METRIC_COUNTER, "twin_graph_gradients_total",
+               "Gradients computed", NULL),
+        1);
   tw_free(x0);
   tw_free(theta);
   tw_free(want);
@@ -136,19 +391,39 @@ void tw_graph_set_params(tw_graph *g, const double *theta) {
   }
 }
 
-void tw_graph_set_budget(tw_graph *g, double max_cpu_ms) {
+void tw_graph_set_budget(tw_graph *g, double max_cpu_ms, size_t max_memory) {
   g->max_cpu_ms = max_cpu_ms > 0 ? max_cpu_ms : 0;
+  g->max_memory = max_memory;
+}
+
+void tw_graph_set_accounting(tw_graph *g, bool cpu_per_block) {
+  g->account_cpu = cpu_per_block;
 }
 
 size_t tw_graph_stats(const tw_graph *g, tw_graph_block_stats *out, size_t cap,
-                      double *cpu_ms) {
-  if (cpu_ms != NULL)
-    *cpu_ms = g->cpu_ms;
-  for (size_t i = 0; i < g->nblocks && i < cap; i++) {
+                      tw_graph_run_stats *run) {
+  uint64_t fuel = 0;
+  for (size_t i = 0; i < g->nblocks; i++) {
     const tw__gblock *b = &g->blocks[i];
-    out[i] = (tw_graph_block_stats){b->name, b->desc->kind, b->steps,
-                                    (double)b->wall_ns / 1e6};
+    tw_block_usage u;
+    tw_block_get_usage(b->block, &u);
+    fuel += u.fuel_used - b->fuel0;
+    if (i < cap)
+      out[i] =
+          (tw_graph_block_stats){b->name,
+                                 b->desc->kind,
+                                 b->steps,
+                                 b->vjps,
+                                 (double)b->wall_ns / 1e6,
+                                 g->account_cpu ? (double)b->cpu_ns / 1e6 : -1,
+                                 b->peak_bytes,
+                                 b->wasm_peak,
+                                 u.fuel_used - b->fuel0};
   }
+  if (run != NULL)
+    *run =
+        (tw_graph_run_stats){g->run_k,       g->wall_ms, g->cpu_ms,
+                             g->peak_memory, fuel,       g->checkpoint_bytes};
   return g->nblocks;
 }
 

@@ -113,10 +113,10 @@ static int make(size_t n, bool integrator, double k0, const char *name,
   b->n = n;
   b->integrator = integrator;
   b->k0 = k0;
-  b->in = (tw_port){"u", "", n};
-  b->out = (tw_port){"y", "", n};
-  b->param = (tw_port){"k", "", n};
-  b->state = (tw_port){"x", "", n};
+  b->in = (tw_port){"u", "", n, TW_F64};
+  b->out = (tw_port){"y", "", n, TW_F64};
+  b->param = (tw_port){"k", "", n, TW_F64};
+  b->state = (tw_port){"x", "", n, TW_F64};
   return tw_block_new(&basic_ops, b, name, out, err);
 }
 

@@ -77,6 +77,12 @@ void tw_block_free(tw_block *b) {
 const tw_block_desc *tw_block_describe(const tw_block *b) { return &b->desc; }
 const char *tw_block_name(const tw_block *b) { return b->name; }
 
+void tw_block_get_usage(const tw_block *b, tw_block_usage *out) {
+  memset(out, 0, sizeof *out);
+  if (b->ops->usage != NULL)
+    b->ops->usage(b->self, out);
+}
+
 int tw_block_default_params(const tw_block *b, double *theta, tw_err *err) {
   if (b->ops->default_params == NULL)
     return tw_err_set(err, TW_ENOTSUP, "block '%s' has no default parameters",

@@ -32,17 +32,17 @@ typedef struct cartpole {
 } cartpole;
 
 static const tw_port cartpole_state[] = {
-    {"x", "m", 1},
-    {"theta", "rad", 1},
-    {"x_dot", "m/s", 1},
-    {"theta_dot", "rad/s", 1},
+    {"x", "m", 1, TW_F64},
+    {"theta", "rad", 1, TW_F64},
+    {"x_dot", "m/s", 1, TW_F64},
+    {"theta_dot", "rad/s", 1, TW_F64},
 };
-static const tw_port cartpole_inputs[] = {{"force", "N", 1}};
+static const tw_port cartpole_inputs[] = {{"force", "N", 1, TW_F64}};
 static const tw_port cartpole_params[] = {
-    {"cart_mass", "kg", 1},
-    {"pole_mass", "kg", 1},
-    {"half_length", "m", 1},
-    {"gravity", "m/s^2", 1},
+    {"cart_mass", "kg", 1, TW_F64},
+    {"pole_mass", "kg", 1, TW_F64},
+    {"half_length", "m", 1, TW_F64},
+    {"gravity", "m/s^2", 1, TW_F64},
 };
 static const double cartpole_defaults[4] = {1.0, 0.1, 0.5, 9.8};
 

@@ -457,12 +457,12 @@ int tw_sim_mass_spring(const tw_mass_spring_spec *spec, const char *name,
   M->theta0[2 * ns + 1] = spec->gravity[0];
   M->theta0[2 * ns + 2] = spec->gravity[1];
 
-  M->state[0] = (tw_port){"position", "m", 2 * n};
-  M->state[1] = (tw_port){"velocity", "m/s", 2 * n};
-  M->inputs[0] = (tw_port){"actuation", "", ns};
-  M->params[0] = (tw_port){"rest_length", "m", ns};
-  M->params[1] = (tw_port){"stiffness", "N/m", ns};
-  M->params[2] = (tw_port){"damping", "1/s", 1};
-  M->params[3] = (tw_port){"gravity", "m/s^2", 2};
+  M->state[0] = (tw_port){"position", "m", 2 * n, TW_F64};
+  M->state[1] = (tw_port){"velocity", "m/s", 2 * n, TW_F64};
+  M->inputs[0] = (tw_port){"actuation", "", ns, TW_F64};
+  M->params[0] = (tw_port){"rest_length", "m", ns, TW_F64};
+  M->params[1] = (tw_port){"stiffness", "N/m", ns, TW_F64};
+  M->params[2] = (tw_port){"damping", "1/s", 1, TW_F64};
+  M->params[3] = (tw_port){"gravity", "m/s^2", 2, TW_F64};
   return tw_block_new(&ms_ops, M, name, out, err);
 }

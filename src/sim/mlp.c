@@ -53,6 +53,14 @@ static void mlp_free(void *p) {
   tw_free(m);
 }
 
+static void mlp_usage(const void *p, tw_block_usage *u) {
+  const mlp *m = p;
+  size_t fixed = sizeof *m + (m->ntheta + 2 * m->sizes[0]) * sizeof(double) +
+                 2 * m->nlayers * (sizeof(tw_port) + 16 + sizeof(void *));
+  u->memory_bytes = fixed + tw_tape_bytes(m->tape);
+  u->peak_memory = fixed + tw_tape_peak_bytes(m->tape);
+}
+
 static void mlp_describe(const void *p, tw_block_desc *d) {
   const mlp *m = p;
   memset(d, 0, sizeof *d);
@@ -249,6 +257,7 @@ static const tw_block_ops mlp_ops = {
     .free = mlp_free,
     .linearize = mlp_linearize,
     .pullback = mlp_pullback,
+    .usage = mlp_usage,
 };
 
 int tw_sim_mlp_block(size_t nlayers, const size_t *sizes,
@@ -280,8 +289,8 @@ int tw_sim_mlp_block(size_t nlayers, const size_t *sizes,
   memcpy(m->acts, acts, nlayers * sizeof *acts);
   m->seed = seed;
   m->ntheta = ntheta;
-  m->in_port = (tw_port){"in", "", sizes[0]};
-  m->out_port = (tw_port){"out", "", sizes[nlayers]};
+  m->in_port = (tw_port){"in", "", sizes[0], TW_F64};
+  m->out_port = (tw_port){"out", "", sizes[nlayers], TW_F64};
   m->params = tw_calloc(2 * nlayers, sizeof *m->params);
   m->names = tw_calloc(2 * nlayers, sizeof *m->names);
   m->gtheta_scratch = tw_calloc(ntheta, sizeof(double));
@@ -301,8 +310,10 @@ int tw_sim_mlp_block(size_t nlayers, const size_t *sizes,
   for (size_t l = 0; l < nlayers; l++) {
     (void)snprintf(m->names[2 * l], sizeof m->names[0], "W%zu", l + 1);
     (void)snprintf(m->names[2 * l + 1], sizeof m->names[0], "b%zu", l + 1);
-    m->params[2 * l] = (tw_port){m->names[2 * l], "", sizes[l] * sizes[l + 1]};
-    m->params[2 * l + 1] = (tw_port){m->names[2 * l + 1], "", sizes[l + 1]};
+    m->params[2 * l] =
+        (tw_port){m->names[2 * l], "", sizes[l] * sizes[l + 1], TW_F64};
+    m->params[2 * l + 1] =
+        (tw_port){m->names[2 * l + 1], "", sizes[l + 1], TW_F64};
   }
   return tw_block_new(&mlp_ops, m, name, out, err);
 }

@@ -1095,15 +1095,15 @@ int tw_sim_particles(const tw_particles_spec *spec, tw_dyn_ops const **ops,
   copy_or_zero(th + 3 * ns, spec->drag, n);
   copy_or_zero(th + 3 * ns + n, spec->gravity, dim);
 
-  P->state[0] = (tw_port){"position", "m", npos};
-  P->state[1] = (tw_port){"velocity", "m/s", npos};
-  P->inputs[0] = (tw_port){"actuation", "", ns};
-  P->inputs[1] = (tw_port){"force", "N", npos};
-  P->params[0] = (tw_port){"stiffness", "N/m", ns};
-  P->params[1] = (tw_port){"rest_length", "m", ns};
-  P->params[2] = (tw_port){"spring_damping", "N*s/m", ns};
-  P->params[3] = (tw_port){"drag", "N*s/m", n};
-  P->params[4] = (tw_port){"gravity", "m/s^2", dim};
+  P->state[0] = (tw_port){"position", "m", npos, TW_F64};
+  P->state[1] = (tw_port){"velocity", "m/s", npos, TW_F64};
+  P->inputs[0] = (tw_port){"actuation", "", ns, TW_F64};
+  P->inputs[1] = (tw_port){"force", "N", npos, TW_F64};
+  P->params[0] = (tw_port){"stiffness", "N/m", ns, TW_F64};
+  P->params[1] = (tw_port){"rest_length", "m", ns, TW_F64};
+  P->params[2] = (tw_port){"spring_damping", "N*s/m", ns, TW_F64};
+  P->params[3] = (tw_port){"drag", "N*s/m", n, TW_F64};
+  P->params[4] = (tw_port){"gravity", "m/s^2", dim, TW_F64};
 
   *ops = spec->contact == TW_CONTACT_PROJECTION ? &particles_projection_ops
          : P->chain                             ? &particles_chain_ops

@@ -32,6 +32,16 @@ static void wb_free(void *p) {
   tw_free(w);
 }
 
+static void wb_usage(const void *p, tw_block_usage *u) {
+  const wasm_block *w = p;
+  tw_wasm_usage wu;
+  tw_wasm_instance_usage(w->in, &wu);
+  u->wasm_memory = wu.memory_bytes;
+  u->wasm_peak = wu.peak_memory;
+  u->fuel_used = wu.fuel_used;
+  u->guest_calls = wu.calls;
+}
+
 static void wb_describe(const void *p, tw_block_desc *d) {
   const wasm_block *w = p;
   *d = w->desc;
@@ -73,11 +83,12 @@ static const tw_block_ops wasm_ops = {
     .step = wb_step,
     .step_vjp = wb_vjp,
     .free = wb_free,
+    .usage = wb_usage,
 };
 
 static tw_port *copy_ports(tw_port *dst, const tw_wasm_port *src, size_t n) {
   for (size_t i = 0; i < n; i++)
-    dst[i] = (tw_port){src[i].name, src[i].unit, src[i].size};
+    dst[i] = (tw_port){src[i].name, src[i].unit, src[i].size, src[i].dtype};
   return dst;
 }
 

@@ -116,9 +116,9 @@ static int parse_list(tw_wasm_module *m, desc_store *s, int which,
     return tw_err_set(err, TW_ENOMEM, "wasm: out of memory");
   s->ports[which] = ports;
   static const char *const allowed[4][7] = {
-      {"name", "unit", "size", NULL},
-      {"name", "unit", "size", "default", NULL},
-      {"name", "unit", "size", "feedthrough", NULL},
+      {"name", "unit", "size", "dtype", NULL},
+      {"name", "unit", "size", "default", "dtype", NULL},
+      {"name", "unit", "size", "feedthrough", "dtype", NULL},
       {"name", "unit", "size", "default", "min", "max", NULL}};
   size_t total = 0;
   for (size_t i = 0; i < n; i++) {
@@ -138,8 +138,16 @@ static int parse_list(tw_wasm_module *m, desc_store *s, int which,
     if (rc == TW_OK)
       rc = tw_json_get_int(p, where, "size", true, 1, (int64_t)MAX_TOTAL, &size,
                            err);
+    const char *dtype = "f64";
+    if (rc == TW_OK)
+      rc = tw_json_get_str(p, where, "dtype", false, &dtype, err);
     if (rc != TW_OK)
       return rc;
+    if (!tw_dtype_parse(dtype, &ports[i].dtype))
+      return tw_err_set(err, TW_EINVAL,
+                        "descriptor: %s.dtype '%.16s' is not f64, f32, i64, "
+                        "i32 or bool",
+                        where, dtype);
     if (!valid_name(name))
       return tw_err_set(err, TW_EINVAL,
                         "descriptor: %s.name '%.64s' is not a valid name "

@@ -179,6 +179,8 @@ def test_json_schema_accepts_what_loads_and_refuses_the_rest(tmp_path):
     v = jsonschema.Draft202012Validator(schema)
     g = json.load(open(EXAMPLE))
     assert list(v.iter_errors(g)) == []
+    assert list(v.iter_errors(json.load(open(os.path.join(
+        BUILD, "models", "nested_oscillator.json"))))) == []
     # What the .twg form produces conforms too.
     twg = tmp_path / "g.twg"
     twg.write_bytes(twin("graph", "fmt", EXAMPLE).stdout)
@@ -227,3 +229,83 @@ def test_b1_chain_as_a_graph(tmp_path):
                               for l in map(json.loads, r.stdout.splitlines())))
         fd = (losses[0] - losses[1]) / (2 * h)
         assert abs(fd - g[i]) <= 1e-5 * max(abs(fd), 1e-6), (i, fd, g[i])
+
+
+NESTED = os.path.join(BUILD, "models", "nested_oscillator.json")
+
+
+def _nested(tmp_path, name, twin_params):
+    """The nested example with the sub-graph's path made absolute (its own
+    wasm path stays relative to the sub-graph's directory)."""
+    g = json.load(open(NESTED))
+    g["blocks"]["twin"]["model"] = "graph:" + EXAMPLE
+    g["blocks"]["twin"]["params"] = twin_params
+    p = tmp_path / name
+    p.write_text(json.dumps(g))
+    return p
+
+
+def test_subgraph_example_runs_like_its_sub_graph(tmp_path):
+    r = twin("graph", "validate", NESTED)
+    assert r.returncode == 0, r.stderr
+    assert b"ok: graph 'nested_oscillator', 2 blocks" in r.stdout
+    # With the sub-graph's own parameters, its outputs are the example's.
+    p = _nested(tmp_path, "same.json", {})
+    a = [json.loads(l)["outputs"] for l in
+         twin("graph", "run", str(p), "--ticks", "60", "--json")
+         .stdout.splitlines()]
+    b = [json.loads(l)["outputs"] for l in
+         twin("graph", "run", EXAMPLE, "--ticks", "60", "--json")
+         .stdout.splitlines()]
+    assert len(a) == 60 and [(o["x"], o["force"]) for o in a] == \
+        [(o["x"], o["force"]) for o in b]
+    # The integrator outside sums the sub-graph's x.
+    acc = 0.0
+    for o in a:
+        assert o["ix"] == [acc]
+        acc += 0.01 * o["x"][0]
+
+
+def test_subgraph_grad_matches_finite_differences(tmp_path):
+    base = {"plant.k": 12.0, "scale.k": -0.3}
+    path = _nested(tmp_path, "g.json", base)
+    r = twin("graph", "grad", str(path), "--ticks", "80", "--loss", "x",
+             "--wrt", "twin.plant.k,twin.scale.k,twin.plant.c",
+             "--schedule", "revolve:4", "--json")
+    assert r.returncode == 0, r.stderr
+    v = json.loads(r.stdout)
+    assert set(v["grad"]) == {"twin.plant.k", "twin.scale.k", "twin.plant.c"}
+    assert abs(v["loss"] - _loss(path, 80)) <= 1e-12 * v["loss"]
+    for name, value in (("plant.k", 12.0), ("scale.k", -0.3),
+                        ("plant.c", 0.4)):
+        h = 1e-6 * abs(value)
+        losses = []
+        for sign in (1, -1):
+            params = dict(base)
+            params[name] = value + sign * h
+            losses.append(_loss(_nested(tmp_path, f"{name}{sign}.json",
+                                        params), 80))
+        fd = (losses[0] - losses[1]) / (2 * h)
+        got = v["grad"][f"twin.{name}"][0]
+        assert abs(fd - got) <= 1e-5 * max(abs(fd), 1e-3), (name, fd, got)
+
+
+def test_subgraph_diagnostics(tmp_path):
+    a = tmp_path / "a.json"
+    b = tmp_path / "b.twg"
+    a.write_text(json.dumps({"graph": 1, "dt": 0.01, "blocks": {
+        "inner": {"model": "graph:b.twg"}}}))
+    b.write_text("graph b\ndt 0.01\nblock back = graph:a.json\n"
+                 "block g = builtin:gain\n  param q = 1\n")
+    r = twin("graph", "validate", "--json", str(a))
+    assert r.returncode == 1
+    d = json.loads(r.stdout)["diagnostics"]
+    assert d == [
+        f"{b}:3:14: error: block 'back': sub-graphs include each other: "
+        f"{a} -> {b} -> {a}",
+        f"{b}:5:13: error: block 'g' (gain) has no parameter 'q'",
+        f"{a}:1:56: error: block 'inner': sub-graph 'b.twg' does not load "
+        f"(2 errors in {b})",
+    ]
+    r = twin("graph", "validate", str(a))
+    assert r.stderr.decode().strip().endswith(f"{a}: 3 errors")

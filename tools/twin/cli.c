@@ -150,6 +150,34 @@ int cli_parse_uint(cli_ctx *cli, const char *opt, const char *text,
   return 0;
 }
 
+int cli_parse_size(cli_ctx *cli, const char *opt, const char *text,
+                   unsigned long max, unsigned long *out) {
+  char *end = NULL;
+  errno = 0;
+  unsigned long v = strtoul(text, &end, 10);
+  unsigned shift = 0;
+  bool ok = text[0] >= '0' && text[0] <= '9' && errno == 0;
+  if (ok && *end != '\0') {
+    const char *units = "KMGT";
+    const char *u = strchr(units, end[0] & ~0x20);
+    ok = end[0] != '\0' && u != NULL &&
+         (end[1] == '\0' || strcmp(end + 1, "iB") == 0 ||
+          strcmp(end + 1, "B") == 0);
+    shift = ok ? 10 * (unsigned)(u - units + 1) : 0;
+  }
+  if (ok && shift > 0 && v > (max >> shift))
+    ok = false;
+  if (ok)
+    v <<= shift;
+  if (!ok || v > max)
+    return cli_usage_error(cli, cli->cmd,
+                           "option '--%s' needs a size in bytes up to %lu, "
+                           "optionally with K, M, G or T (KiB ...), got '%s'",
+                           opt, max, text);
+  *out = v;
+  return 0;
+}
+
 int cli_parse(cli_ctx *cli, const cli_cmd *cmd, int argc, char **argv,
               cli_args *args) {
   memset(args, 0, sizeof *args);

@@ -100,6 +100,10 @@ int cli_fail(cli_ctx *cli, const tw_err *err);
 /* Parses a non-negative integer option value; usage error otherwise. */
 int cli_parse_uint(cli_ctx *cli, const char *opt, const char *text,
                    unsigned long max, unsigned long *out);
+/* The same for a size: "65536", "64K", "512M", "2G" (binary multiples;
+ * "KiB" and "KB" spellings too). */
+int cli_parse_size(cli_ctx *cli, const char *opt, const char *text,
+                   unsigned long max, unsigned long *out);
 
 /* Writes buf to the command's stdout; returns CLI_EXIT_FAIL (with a message)
  * if stdout cannot be written, e.g. a closed pipe or a full disk. */

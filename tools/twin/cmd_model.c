@@ -28,7 +28,7 @@ static const cli_opt run_opts[] = {
      "constant inputs: {\"name\": number or array, ...} (others: defaults)"},
     {"fuel", 0, "N", "fuel per call (deterministic limit)"},
     {"timeout-ms", 0, "N", "deadline per call (epoch; default 10000)"},
-    {"max-memory", 0, "BYTES", "linear memory cap (default 64 MiB)"},
+    {"max-memory", 0, "SIZE", "linear memory cap (default 64M)"},
     {"allow-wasi", 0, NULL, "grant WASI preview 1 (no files, env or args)"},
     {"json", 0, NULL, "JSON lines: one per step, then a summary"},
     {NULL, 0, NULL, NULL}};
@@ -319,7 +319,7 @@ static int run_run(cli_ctx *cli, const cli_args *args) {
   if (cli_wasm_limits(cli, args, &lim) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
   if ((v = cli_opt_value(c, args, "max-memory")) != NULL) {
-    if (cli_parse_uint(cli, "max-memory", v, 1ul << 32, &maxmem) != 0)
+    if (cli_parse_size(cli, "max-memory", v, 1ul << 32, &maxmem) != 0)
       return CLI_EXIT_USAGE;
     if (maxmem < 65536)
       return cli_usage_error(cli, c,

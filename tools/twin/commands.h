@@ -11,6 +11,7 @@ extern const cli_cmd cmd_system_info;
 extern const cli_cmd cmd_sim_bench;
 extern const cli_cmd cmd_model_inspect;
 extern const cli_cmd cmd_model_run;
+extern const cli_cmd cmd_model_add;
 extern const cli_cmd cmd_graph_validate;
 extern const cli_cmd cmd_graph_run;
 extern const cli_cmd cmd_graph_grad;

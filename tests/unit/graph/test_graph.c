@@ -9,6 +9,7 @@
 #include "wasm_test.h"
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -90,6 +91,97 @@ static void wasm_model_in_a_loop(void **state) {
   }
   tw_graph_free(g);
   unlink(path);
+}
+
+/* A model named by digest comes from the local store (opts.store), the
+ * same model as by path; malformed digests, absent and corrupted blobs
+ * are diagnostics at the model string. */
+static void models_by_digest(void **state) {
+  (void)state;
+  char path[256], store[64], text[1024];
+  leaky_file(path, sizeof path);
+  (void)snprintf(store, sizeof store, "/tmp/tw-test-graph-store-XXXXXX");
+  assert_non_null(mkdtemp(store));
+  tw_store *s = NULL;
+  char d[TW_STORE_DIGEST_LEN + 1];
+  assert_int_equal(tw_store_open(store, true, &s, NULL), TW_OK);
+  assert_int_equal(tw_store_add_file(s, path, d, NULL), TW_OK);
+  tw_graph_opts o;
+  memset(&o, 0, sizeof o);
+  o.store = store;
+  double out[2][4];
+  for (int by_digest = 0; by_digest < 2; by_digest++) {
+    (void)snprintf(text, sizeof text,
+                   "{\"graph\": 1, \"dt\": 0.1, \"blocks\": {\"m\": "
+                   "{\"model\": \"wasm:%s\"}}, \"outputs\": {\"x\": \"m.y\"}}",
+                   by_digest ? d : path);
+    tw_graph *g = NULL;
+    assert_int_equal(
+        tw_graph_parse(text, strlen(text), "d.json", ".", &o, NULL, &g, NULL),
+        TW_OK);
+    assert_int_equal(tw_graph_run(g, 4, NULL, out[by_digest], NULL), TW_OK);
+    tw_graph_free(g);
+  }
+  assert_memory_equal(out[0], out[1], sizeof out[0]);
+  char other[TW_STORE_DIGEST_LEN + 1];
+  memcpy(other, d, sizeof other);
+  other[TW_STORE_DIGEST_LEN - 1] =
+      other[TW_STORE_DIGEST_LEN - 1] == '0' ? '1' : '0';
+  (void)snprintf(text, sizeof text,
+                 "{\"graph\": 1, \"dt\": 0.1, \"blocks\": {\n"
+                 "  \"a\": {\"model\": \"wasm:sha256:abc\"},\n"
+                 "  \"b\": {\"model\": \"wasm:sha512:00\"},\n"
+                 "  \"c\": {\"model\": \"wasm:%s\"},\n"
+                 "  \"e\": {\"model\": \"wasm:SHA256:00\"}}}",
+                 other);
+  tw_buf diags = TW_BUF_INIT;
+  tw_graph *g = NULL;
+  assert_int_equal(
+      tw_graph_parse(text, strlen(text), "d.json", ".", &o, &diags, &g, NULL),
+      TW_EVALIDATE);
+  static const char *const want[] = {
+      "d.json:2:18: error: block 'a': digest 'sha256:abc': 3 hex digits",
+      "d.json:3:18: error: block 'b': digest 'sha512:00': algorithm 'sha512' "
+      "is not supported",
+      "is not in the model store",
+      "d.json:5:18: error: block 'e': digest 'SHA256:00': algorithm 'SHA256'",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    if (strstr(diags.data, want[i]) == NULL)
+      print_error("missing: %s\nin:\n%s", want[i], diags.data);
+    assert_non_null(strstr(diags.data, want[i]));
+  }
+  /* A blob changed on disk: a clear error, not a different model. */
+  tw_buf blob = TW_BUF_INIT;
+  assert_int_equal(tw_store_blob_path(s, d, &blob, NULL), TW_OK);
+  assert_int_equal(tw_file_write_atomic(blob.data, "\0asm\1\0\0\0", 8, NULL),
+                   TW_OK);
+  (void)snprintf(text, sizeof text,
+                 "{\"graph\": 1, \"dt\": 0.1, \"blocks\": {\"m\": "
+                 "{\"model\": \"wasm:%s\"}}}",
+                 d);
+  tw_buf_reset(&diags);
+  assert_int_equal(
+      tw_graph_parse(text, strlen(text), "d.json", ".", &o, &diags, &g, NULL),
+      TW_EVALIDATE);
+  assert_non_null(strstr(diags.data, "d.json:1:51: error: block 'm': model "
+                                     "store "));
+  assert_non_null(strstr(diags.data, "is corrupt: its content hashes to"));
+  /* No store at all. */
+  char none[128];
+  (void)snprintf(none, sizeof none, "%s/none", store);
+  o.store = none;
+  tw_buf_reset(&diags);
+  assert_int_equal(
+      tw_graph_parse(text, strlen(text), "d.json", ".", &o, &diags, &g, NULL),
+      TW_EVALIDATE);
+  assert_non_null(strstr(diags.data, "none does not exist"));
+  tw_buf_fini(&blob);
+  tw_buf_fini(&diags);
+  tw_store_close(s);
+  unlink(path);
+  (void)snprintf(text, sizeof text, "rm -rf '%s'", store);
+  assert_int_equal(system(text), 0);
 }
 
 /* A block stepping every 2 ticks holds its output in between and steps
@@ -395,6 +487,7 @@ int main(void) {
       TW_TEST(chain_with_input),
       TW_TEST(wasm_model_in_a_loop),
       TW_TEST(multirate),
+      TW_TEST(models_by_digest),
       TW_TEST(diagnostics),
       TW_TEST(algebraic_loop),
       TW_TEST(allocation_failures),

@@ -14,11 +14,12 @@ typedef struct osc {
   int dummy;
 } osc;
 
-static const tw_port osc_state[] = {{"position", "m", 1},
-                                    {"velocity", "m/s", 1}};
-static const tw_port osc_in[] = {{"force", "N", 1}};
-static const tw_port osc_params[] = {
-    {"k", "N/m", 1}, {"c", "N*s/m", 1}, {"nl", "N/m^3", 1}};
+static const tw_port osc_state[] = {{"position", "m", 1, TW_F64},
+                                    {"velocity", "m/s", 1, TW_F64}};
+static const tw_port osc_in[] = {{"force", "N", 1, TW_F64}};
+static const tw_port osc_params[] = {{"k", "N/m", 1, TW_F64},
+                                     {"c", "N*s/m", 1, TW_F64},
+                                     {"nl", "N/m^3", 1, TW_F64}};
 
 static void osc_describe(const void *self, tw_dyn_desc *d) {
   (void)self;
