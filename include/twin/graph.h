@@ -22,6 +22,7 @@
 #include "twin/ctx.h"
 #include "twin/error.h"
 #include "twin/sim.h"
+#include "twin/trace.h"
 #include "twin/wasm.h"
 
 TW_EXTERN_C_BEGIN
@@ -68,6 +69,13 @@ TW_API const char *tw_graph_input_name(const tw_graph *g, size_t i,
                                        size_t *size);
 TW_API const char *tw_graph_output_name(const tw_graph *g, size_t i,
                                         size_t *size);
+/* Units: of graph input i as declared ("" when none), and of graph output
+ * i, the unit of the block port it comes from. Borrowed from g. Dtypes
+ * likewise (dtype.h): runs refuse input values outside an input's dtype. */
+TW_API const char *tw_graph_input_unit(const tw_graph *g, size_t i);
+TW_API const char *tw_graph_output_unit(const tw_graph *g, size_t i);
+TW_API tw_dtype tw_graph_input_dtype(const tw_graph *g, size_t i);
+TW_API tw_dtype tw_graph_output_dtype(const tw_graph *g, size_t i);
 /* Totals: values per tick of all inputs / outputs. */
 TW_API size_t tw_graph_input_width(const tw_graph *g);
 TW_API size_t tw_graph_output_width(const tw_graph *g);
@@ -177,13 +185,6 @@ TW_API int tw_graph_grad(tw_graph *g, int64_t ticks, const double *inputs,
  * Thread safety: a tw_graph_trace belongs to one thread at a time; it
  * does not use the graph after tw_graph_trace_open (tw_graph_trace_close
  * reads the graph's accounting when given it). */
-
-#include "twin/trace.h"
-
-/* Units: of graph input i as declared ("" when none), and of graph output
- * i, the unit of the block port it comes from. Borrowed from g. */
-TW_API const char *tw_graph_input_unit(const tw_graph *g, size_t i);
-TW_API const char *tw_graph_output_unit(const tw_graph *g, size_t i);
 
 typedef struct tw_graph_trace tw_graph_trace;
 

@@ -318,6 +318,8 @@ static int comp_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
       return rc;
     for (size_t q = 0; q < bd->ninputs; q++) {
       const tw__gsrc *src = &b->src[q];
+      if (!src->real)
+        continue; /* integer and bool signals carry no derivative */
       const double *gq = c->gu + c->uoff[i] + src->dst;
       if (src->kind == TW__SRC_INPUT && a->gu != NULL)
         for (size_t k = 0; k < src->size; k++)

@@ -7,6 +7,7 @@
  *   graph NAME
  *   dt 0.01
  *   input F size 1 unit "N"
+ *   input mode dtype i32
  *   block plant = wasm:oscillator.wasm every 2
  *     param k = 9
  *     param c = 0.4 min 0 max 5 trainable
@@ -445,15 +446,18 @@ static int statement(lexer *lx, json_t *root, json_t **cur) {
     if (in == NULL || json_object_set_new(ins, nm, in) != 0)
       return tw_err_set(lx->err, TW_ENOMEM, "out of memory");
     while (rc == TW_OK && lx->kind != T_NL && lx->kind != T_EOF) {
-      bool size = is(lx, T_WORD, "size");
-      if (!size && !is(lx, T_WORD, "unit"))
-        return lerr(lx, lx->at, "expected size or unit");
+      static const char *const attrs[] = {"size", "unit", "dtype"};
+      size_t a = 0;
+      while (a < 3 && !is(lx, T_WORD, attrs[a]))
+        a++;
+      if (a == 3)
+        return lerr(lx, lx->at, "expected size, unit or dtype");
       json_t *v = NULL;
       rc = next(lx);
       if (rc == TW_OK)
-        rc = scalar(lx, !size, &v);
+        rc = scalar(lx, a > 0, &v);
       if (rc == TW_OK)
-        rc = set(lx, in, size ? "size" : "unit", v);
+        rc = set(lx, in, attrs[a], v);
     }
     return rc;
   }
@@ -646,7 +650,8 @@ int tw__graph_dsl_format(const json_t *root, tw_buf *b, tw_err *err) {
       json_t *v2;
       json_object_foreach(v, k2, v2) {
         OK(tw_buf_printf(b, " %s ", k2));
-        OK(put_scalar(b, v2, strcmp(k2, "unit") == 0));
+        OK(put_scalar(b, v2,
+                      strcmp(k2, "unit") == 0 || strcmp(k2, "dtype") == 0));
       }
       OK(tw_buf_printf(b, "\n"));
     }

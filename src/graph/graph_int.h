@@ -29,6 +29,7 @@ typedef struct tw__gsrc {
   size_t offset; /* in that input row / that block's y */
   size_t size;
   size_t dst; /* offset in the block's u */
+  bool real;  /* f64/f32: cotangents flow back through it */
 } tw__gsrc;
 
 typedef struct tw__gblock {
@@ -56,7 +57,8 @@ typedef struct tw__gio {
   size_t offset; /* in the tick's row */
   size_t block;  /* outputs: the block and the offset in its y */
   size_t from;
-  char *unit; /* inputs: the declared unit ("" for none) */
+  char *unit;     /* inputs: the declared unit ("" for none) */
+  tw_dtype dtype; /* inputs: declared; outputs: of the source port */
 } tw__gio;
 
 struct tw_graph {
@@ -69,6 +71,7 @@ struct tw_graph {
   size_t nlevels;
   tw_pool *pool; /* from the context: levels run in parallel */
   tw__gio *inputs, *outputs;
+  bool typed_inputs; /* some input is not f64: runs check its values */
   size_t ninputs, noutputs, in_width, out_width;
   tw_ctx *ctx;
   tw_wasm_engine *engine;

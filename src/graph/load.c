@@ -535,12 +535,13 @@ typedef struct ref {
   int kind; /* TW__SRC_INPUT or TW__SRC_BLOCK */
   size_t index, port, offset, size;
   const char *unit;
+  tw_dtype dtype;
   bool ok;
 } ref;
 
 static ref resolve(loader *ld, const json_t *node, bool output,
                    const char *what) {
-  ref r = {0, 0, 0, 0, 0, "", false};
+  ref r = {0, 0, 0, 0, 0, "", TW_F64, false};
   tw_graph *g = ld->g;
   const char *s = json_string_value(node);
   const char *dot = s != NULL ? strchr(s, '.') : NULL;
@@ -560,9 +561,14 @@ static ref resolve(loader *ld, const json_t *node, bool output,
     }
     for (size_t i = 0; i < g->ninputs; i++)
       if (strcmp(g->inputs[i].name, port) == 0) {
-        r = (ref){
-            TW__SRC_INPUT,     i,   0, g->inputs[i].offset, g->inputs[i].size,
-            g->inputs[i].unit, true};
+        r = (ref){TW__SRC_INPUT,
+                  i,
+                  0,
+                  g->inputs[i].offset,
+                  g->inputs[i].size,
+                  g->inputs[i].unit,
+                  g->inputs[i].dtype,
+                  true};
         return r;
       }
     diag(ld->d, node, "%s: the graph has no input '%s'", what, port);
@@ -591,7 +597,8 @@ static ref resolve(loader *ld, const json_t *node, bool output,
            g->blocks[bi].name, d->kind, output ? "output" : "input", port);
     return r;
   }
-  r = (ref){TW__SRC_BLOCK, bi, pi, off, ports[pi].size, ports[pi].unit, true};
+  r = (ref){TW__SRC_BLOCK,   bi,  pi, off, ports[pi].size, ports[pi].unit,
+            ports[pi].dtype, true};
   return r;
 }
 
@@ -623,12 +630,19 @@ static void connect(loader *ld, json_t *c) {
          json_string_value(from), a.unit, json_string_value(to), b.unit);
     return;
   }
+  if (a.dtype != b.dtype) {
+    diag(ld->d, to, "dtype mismatch: %s is %s, %s is %s",
+         json_string_value(from), tw_dtype_name(a.dtype), json_string_value(to),
+         tw_dtype_name(b.dtype));
+    return;
+  }
   if (dst->connected[b.port]) {
     diag(ld->d, to, "%s is already connected", json_string_value(to));
     return;
   }
   dst->connected[b.port] = true;
-  dst->src[b.port] = (tw__gsrc){a.kind, a.index, a.offset, a.size, b.offset};
+  dst->src[b.port] = (tw__gsrc){a.kind, a.index,  a.offset,
+                                a.size, b.offset, tw_dtype_is_real(a.dtype)};
 }
 
 /* --- Schedule ------------------------------------------------------------ */
@@ -814,12 +828,13 @@ static int load_io(loader *ld, json_t *root) {
     json_object_foreach(ins, key, v) {
       size_t size = 1;
       const char *unit = "";
+      tw_dtype dtype = TW_F64;
       if (!valid_name(key))
         diag(ld->d, v, "input name '%s' is not a valid name", key);
       if (!json_is_object(v)) {
         diag(ld->d, v, "input '%s' must be an object {size, unit}", key);
       } else {
-        static const char *const keys[] = {"size", "unit", NULL};
+        static const char *const keys[] = {"size", "unit", "dtype", NULL};
         check_keys(ld->d, v, "input", keys);
         json_t *s = json_object_get(v, "size");
         if (s != NULL && (!json_is_integer(s) || json_integer_value(s) < 1 ||
@@ -832,8 +847,14 @@ static int load_io(loader *ld, json_t *root) {
           diag(ld->d, u, "input '%s': unit must be a string", key);
         else if (u != NULL)
           unit = json_string_value(u);
+        json_t *t = json_object_get(v, "dtype");
+        if (t != NULL && !tw_dtype_parse(json_string_value(t), &dtype))
+          diag(ld->d, t, "input '%s': dtype must be f64, f32, i64, i32 or bool",
+               key);
       }
       tw__gio *io = &g->inputs[g->ninputs++];
+      io->dtype = dtype;
+      g->typed_inputs = g->typed_inputs || dtype != TW_F64;
       io->name = tw_strdup(key);
       io->unit = tw_strdup(unit);
       if (io->name == NULL || io->unit == NULL)
@@ -874,6 +895,7 @@ static int load_outputs(loader *ld, json_t *root) {
       if (io->name == NULL)
         return tw_err_set(ld->err, TW_ENOMEM, "graph: out of memory");
       io->size = r.size;
+      io->dtype = r.dtype;
       io->offset = g->out_width;
       io->block = r.index;
       io->from = r.offset;
@@ -1049,6 +1071,28 @@ size_t tw_graph_ninputs(const tw_graph *g) { return g->ninputs; }
 size_t tw_graph_noutputs(const tw_graph *g) { return g->noutputs; }
 size_t tw_graph_input_width(const tw_graph *g) { return g->in_width; }
 size_t tw_graph_output_width(const tw_graph *g) { return g->out_width; }
+
+const char *tw_graph_input_unit(const tw_graph *g, size_t i) {
+  const char *u = g->inputs[i].unit;
+  return u != NULL ? u : "";
+}
+
+const char *tw_graph_output_unit(const tw_graph *g, size_t i) {
+  const tw__gio *o = &g->outputs[i];
+  const tw_block_desc *d = g->blocks[o->block].desc;
+  size_t p = tw__graph_port_at(d, o->from);
+  if (p >= d->noutputs || d->outputs[p].unit == NULL)
+    return "";
+  return d->outputs[p].unit;
+}
+
+tw_dtype tw_graph_input_dtype(const tw_graph *g, size_t i) {
+  return g->inputs[i].dtype;
+}
+
+tw_dtype tw_graph_output_dtype(const tw_graph *g, size_t i) {
+  return g->outputs[i].dtype;
+}
 
 const char *tw_graph_input_name(const tw_graph *g, size_t i, size_t *size) {
   if (size != NULL)

@@ -197,6 +197,25 @@ int tw_graph_reset(tw_graph *g, tw_err *err) {
   return rc;
 }
 
+/* Checks that the row of inputs of tick k holds values of each input's
+ * dtype (f64 inputs take anything). */
+static int check_dtypes(const tw_graph *g, int64_t k, const double *row,
+                        tw_err *err) {
+  for (size_t i = 0; i < g->ninputs; i++) {
+    const tw__gio *io = &g->inputs[i];
+    if (io->dtype == TW_F64)
+      continue;
+    for (size_t j = 0; j < io->size; j++)
+      if (!tw_dtype_holds(io->dtype, row[io->offset + j]))
+        return tw_err_set(err, TW_EINVAL,
+                          "graph '%s': input '%s'[%zu] at tick %lld is %.17g, "
+                          "not a value of its dtype %s",
+                          g->name, io->name, j, (long long)k,
+                          row[io->offset + j], tw_dtype_name(io->dtype));
+  }
+  return TW_OK;
+}
+
 int tw_graph_advance(tw_graph *g, int64_t ticks, const double *inputs,
                      double *outputs, tw_err *err) {
   if (g->run_state != RUN_READY)
@@ -214,6 +233,11 @@ int tw_graph_advance(tw_graph *g, int64_t ticks, const double *inputs,
   int rc = TW_OK;
   for (int64_t j = 0; j < ticks && rc == TW_OK; j++) {
     int64_t k = g->run_k;
+    if (inputs != NULL && g->typed_inputs) {
+      rc = check_dtypes(g, k, inputs + (size_t)j * d->nu, err);
+      if (rc != TW_OK)
+        break;
+    }
     tw_step_args a = {(double)k * g->dt,
                       g->dt,
                       k,

@@ -184,7 +184,8 @@ static int wrap(tw_graph *g, unsigned every, const char *name, tw_block **out,
   for (size_t i = 0; i < g->ninputs; i++)
     s->inputs[i] = (tw_port){.name = g->inputs[i].name,
                              .unit = g->inputs[i].unit,
-                             .size = g->inputs[i].size};
+                             .size = g->inputs[i].size,
+                             .dtype = g->inputs[i].dtype};
   for (size_t o = 0; o < g->noutputs; o++) { /* as the port it names */
     const tw__gio *io = &g->outputs[o];
     const tw_block_desc *d = g->blocks[io->block].desc;

@@ -29,22 +29,6 @@
 #include "twin/trace.h"
 #include "twin/version.h"
 
-/* --- Units -------------------------------------------------------------- */
-
-const char *tw_graph_input_unit(const tw_graph *g, size_t i) {
-  const char *u = g->inputs[i].unit;
-  return u != NULL ? u : "";
-}
-
-const char *tw_graph_output_unit(const tw_graph *g, size_t i) {
-  const tw__gio *o = &g->outputs[i];
-  const tw_block_desc *d = g->blocks[o->block].desc;
-  size_t p = tw__graph_port_at(d, o->from);
-  if (p >= d->noutputs || d->outputs[p].unit == NULL)
-    return "";
-  return d->outputs[p].unit;
-}
-
 /* --- Writing ------------------------------------------------------------ */
 
 /* The tolerance of input sample times, in ticks. */

@@ -107,6 +107,10 @@ typedef struct tw_model_port {
    * descriptor omits the key); "": none (the output is a function of the
    * state and params only, so loops through it need no algebraic solve). */
   const char *feedthrough;
+  /* state, inputs, outputs: the values the port holds, TW_F64 (the
+   * default), TW_F32, TW_I64, TW_I32 or TW_BOOL (dtype.h); they still
+   * travel as doubles. Params are always TW_F64. */
+  tw_dtype dtype;
 } tw_model_port;
 
 typedef struct tw_model_call tw_model_call;

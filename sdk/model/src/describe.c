@@ -152,6 +152,10 @@ static void put_ports(jbuf *b, const tw__model_rt *rt, int kind) {
     } else if (kind == TW__MK_OUTPUT && p->feedthrough != NULL) {
       put_feedthrough(b, p->feedthrough);
     }
+    if (p->dtype != TW_F64) {
+      puts_(b, ",\"dtype\":");
+      put_str(b, tw_dtype_name(p->dtype));
+    }
     put(b, "}", 1);
   }
   put(b, "]", 1);

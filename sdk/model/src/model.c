@@ -86,6 +86,14 @@ static int check_port(const tw_model_def *d, int kind, size_t i) {
   if (kind != TW__MK_PARAM && (p->min.n != 0 || p->max.n != 0))
     return tw_model_fail(
         TW_EINVAL, "model: %s '%s' has bounds (only params have)", k, p->name);
+  if (kind == TW__MK_PARAM && p->dtype != TW_F64)
+    return tw_model_fail(TW_EINVAL,
+                         "model: param '%s' has dtype %s (params "
+                         "are f64)",
+                         p->name, tw_dtype_name(p->dtype));
+  if ((unsigned)p->dtype >= TW_DTYPE_COUNT)
+    return tw_model_fail(TW_EINVAL, "model: %s '%s' has an unknown dtype %d", k,
+                         p->name, (int)p->dtype);
   if (kind != TW__MK_OUTPUT && p->feedthrough != NULL)
     return tw_model_fail(TW_EINVAL,
                          "model: %s '%s' has a feedthrough list (only "

@@ -249,6 +249,77 @@ static void test_workers_help(void **state) {
   tw_pool_free(pool);
 }
 
+/* Idle workers spin for a while, then sleep. Help must still come for a
+ * job posted at once (back to back, as graph levels and ticks are), in
+ * the middle of the spin, and long after the workers went to sleep: a
+ * lost wake-up shows as chunk 0 timing out. Pools of 2 threads and of one
+ * more than the CPUs (where workers do not spin) take both paths. */
+static void test_workers_help_after_idle(void **state) {
+  (void)state;
+  static const long idle_ns[] = {0, 50000, 1000000, 20000000};
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  unsigned sizes[] = {2, ncpu < 1 ? 2 : (unsigned)ncpu + 1};
+  for (size_t k = 0; k < 2; k++) {
+    tw_pool *pool = new_pool(sizes[k]);
+    for (size_t d = 0; d < sizeof idle_ns / sizeof idle_ns[0]; d++) {
+      int reps = idle_ns[d] == 0 ? 1000 : 10;
+      for (int rep = 0; rep < reps; rep++) {
+        help_job j;
+        atomic_init(&j.started1, false);
+        tw_err err;
+        tw_err_init(&err);
+        assert_int_equal(tw_pool_parallel_for(pool, 2, 1, help_chunk, &j, &err),
+                         TW_OK);
+        struct timespec ts = {0, idle_ns[d]};
+        if (idle_ns[d] > 0)
+          nanosleep(&ts, NULL);
+      }
+    }
+    tw_pool_free(pool);
+  }
+}
+
+/* A task queued right after a parallel-for, while the workers spin, runs
+ * on a worker without anyone waiting for it. */
+typedef struct spin_task_arg {
+  atomic_bool ran;
+  pthread_t caller;
+  atomic_bool on_caller;
+} spin_task_arg;
+
+static void spin_task(void *arg) {
+  spin_task_arg *a = arg;
+  atomic_store(&a->on_caller, pthread_equal(pthread_self(), a->caller) != 0);
+  atomic_store(&a->ran, true);
+}
+
+static void test_task_after_job(void **state) {
+  (void)state;
+  tw_pool *pool = new_pool(2);
+  for (int rep = 0; rep < 100; rep++) {
+    help_job j;
+    atomic_init(&j.started1, false);
+    tw_err err;
+    tw_err_init(&err);
+    assert_int_equal(tw_pool_parallel_for(pool, 2, 1, help_chunk, &j, &err),
+                     TW_OK);
+    spin_task_arg a;
+    atomic_init(&a.ran, false);
+    atomic_init(&a.on_caller, true);
+    a.caller = pthread_self();
+    assert_int_equal(tw_pool_submit(pool, spin_task, &a), TW_OK);
+    uint64_t deadline = tw_clock_mono_ns() + UINT64_C(30000000000);
+    while (!atomic_load(&a.ran) && tw_clock_mono_ns() < deadline) {
+      struct timespec ts = {0, 10000};
+      nanosleep(&ts, NULL);
+    }
+    assert_true(atomic_load(&a.ran));
+    assert_false(atomic_load(&a.on_caller));
+    tw_pool_wait(pool);
+  }
+  tw_pool_free(pool);
+}
+
 /* --- Errors --- */
 
 typedef struct fail_job {
@@ -570,6 +641,8 @@ int main(void) {
       TW_TEST(test_grain_zero_is_one),
       TW_TEST(test_empty_range),
       TW_TEST(test_workers_help),
+      TW_TEST(test_workers_help_after_idle),
+      TW_TEST(test_task_after_job),
       TW_TEST(test_error_lowest_chunk),
       TW_TEST(test_error_without_message),
       TW_TEST(test_nested),

@@ -482,6 +482,76 @@ static void allocation_failures(void **state) {
   TW_TEST_ALLOC_FAILURES(parse_round());
 }
 
+/* leaky.wat with its input u declared as an i32 port, in a temporary
+ * file. */
+static void leaky_i32_file(char *path, size_t cap) {
+  char src[512];
+  (void)snprintf(src, sizeof src, "%sleaky.wat", TW_WAT_DIR);
+  tw_buf text = TW_BUF_INIT;
+  assert_int_equal(tw_file_read_all(src, 0, &text, NULL), TW_OK);
+  static const char from[] = "\\\"size\\\":1,\\\"default\\\":0.5}";
+  static const char to[] = "\\\"size\\\":1,\\\"dtype\\\":\\\"i32\\\"}";
+  char *at = strstr(text.data, from);
+  assert_non_null(at);
+  tw_buf b = TW_BUF_INIT;
+  assert_int_equal(tw_buf_printf(&b, "%.*s%s%s", (int)(at - text.data),
+                                 text.data, to, at + strlen(from)),
+                   TW_OK);
+  /* Both spellings are 23 bytes: the length in tw_describe holds. */
+  wasm_byte_vec_t w = wt_wat_text(b.data, b.len);
+  (void)snprintf(path, cap, "/tmp/tw-test-graph-i32-%ld.wasm", (long)getpid());
+  assert_int_equal(tw_file_write_atomic(path, w.data, w.size, NULL), TW_OK);
+  wasm_byte_vec_delete(&w);
+  tw_buf_fini(&b);
+  tw_buf_fini(&text);
+}
+
+/* Dtypes: connections need equal ones; runs refuse input values outside
+ * an input's dtype; no cotangent flows back through an integer port. */
+static void dtypes(void **state) {
+  (void)state;
+  char path[256], text[1024];
+  leaky_i32_file(path, sizeof path);
+  tw_graph *g = NULL;
+  tw_buf diags = TW_BUF_INIT;
+  static const char bad[] =
+      "{\"graph\": 1, \"dt\": 0.1,\n"
+      " \"inputs\": {\"mode\": {\"dtype\": \"i32\"}, \"f\": {\"dtype\": "
+      "\"f16\"}},\n"
+      " \"blocks\": {\"g\": {\"model\": \"builtin:gain\"}},\n"
+      " \"connections\": [{\"from\": \"inputs.mode\", \"to\": \"g.u\"}]}";
+  assert_int_equal(
+      tw_graph_parse(bad, strlen(bad), "d.json", ".", NULL, &diags, &g, NULL),
+      TW_EVALIDATE);
+  assert_non_null(strstr(diags.data,
+                         "d.json:2:54: error: input 'f': dtype must be f64, "
+                         "f32, i64, i32 or bool"));
+  assert_non_null(strstr(diags.data, "d.json:4:48: error: dtype mismatch: "
+                                     "inputs.mode is i32, g.u is f64"));
+  tw_buf_fini(&diags);
+  (void)snprintf(text, sizeof text,
+                 "{\"graph\": 1, \"name\": \"typed\", \"dt\": 0.1,"
+                 " \"inputs\": {\"mode\": {\"dtype\": \"i32\"}},"
+                 " \"blocks\": {\"m\": {\"model\": \"wasm:%s\"}},"
+                 " \"connections\": [{\"from\": \"inputs.mode\", \"to\": "
+                 "\"m.u\"}],"
+                 " \"outputs\": {\"x\": \"m.y\"}}",
+                 path);
+  g = parse(text);
+  assert_int_equal(tw_graph_input_dtype(g, 0), TW_I32);
+  assert_int_equal(tw_graph_output_dtype(g, 0), TW_F64);
+  double in[3] = {1, -2, 3}, out[3];
+  assert_int_equal(tw_graph_run(g, 3, in, out, NULL), TW_OK);
+  in[2] = 2.5;
+  tw_err err;
+  tw_err_init(&err);
+  assert_int_equal(tw_graph_run(g, 3, in, out, &err), TW_EINVAL);
+  assert_string_equal(err.msg, "graph 'typed': input 'mode'[0] at tick 2 is "
+                               "2.5, not a value of its dtype i32");
+  tw_graph_free(g);
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TW_TEST(chain_with_input),
@@ -493,6 +563,7 @@ int main(void) {
       TW_TEST(allocation_failures),
       TW_TEST(gradient_matches_finite_differences),
       TW_TEST(same_bits_on_1_and_2_threads),
+      TW_TEST(dtypes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
