@@ -21,6 +21,7 @@
 #include "twin/common.h"
 #include "twin/ctx.h"
 #include "twin/error.h"
+#include "twin/json.h"
 #include "twin/sim.h"
 #include "twin/trace.h"
 #include "twin/wasm.h"
@@ -52,6 +53,15 @@ TW_API int tw_graph_parse(const char *text, size_t len, const char *source,
                           tw_buf *diags, tw_graph **out, tw_err *err);
 TW_API void tw_graph_free(tw_graph *g);
 
+/* The same from a document another front end built (twin-compose): doc is
+ * borrowed; diagnostics point into its text through its marks. */
+TW_API int tw_graph_from_doc(const tw_json_doc *doc, const char *base_dir,
+                             const tw_graph_opts *opts, tw_buf *diags,
+                             tw_graph **out, tw_err *err);
+/* A JSON IR value printed as tw_graph_format prints a file. */
+TW_API int tw_graph_format_value(const json_t *root, bool json, tw_buf *out,
+                                 tw_err *err);
+
 /* A graph file (JSON, or the .twg text form when its name ends in .twg;
  * docs/graph-dsl.md) printed in canonical form: .twg text, or with json
  * pretty JSON (keys in the file's order). Only the syntax is checked;
@@ -62,6 +72,10 @@ TW_API int tw_graph_format(const char *path, bool json, tw_buf *out,
 TW_API const char *tw_graph_name(const tw_graph *g);
 TW_API double tw_graph_dt(const tw_graph *g);
 TW_API size_t tw_graph_nblocks(const tw_graph *g);
+/* Block i (in file order): its name and what it is (ports, units,
+ * dtypes, which inputs need a source). Borrowed from g. */
+TW_API const char *tw_graph_block_name(const tw_graph *g, size_t i);
+TW_API const tw_block_desc *tw_graph_block_desc(const tw_graph *g, size_t i);
 /* Graph inputs and outputs, in file order: name and size. */
 TW_API size_t tw_graph_ninputs(const tw_graph *g);
 TW_API size_t tw_graph_noutputs(const tw_graph *g);

@@ -46,7 +46,21 @@ TW_API int tw_json_load_file(const char *path, json_t **out, tw_err *err);
 
 /* A parsed document that remembers where each value started, for
  * semantic diagnostics "SOURCE:LINE:COL: error: ..." on valid JSON (a
- * graph referring to an unknown block, say). Parsing is tw_json_parse's. */
+ * graph referring to an unknown block, say). Parsing is tw_json_parse's.
+ * The YAML front end (twin/yaml.h) builds the same documents, so one
+ * validator serves both.
+ *
+ * Places are byte offsets into a copy of the text, reported as 1-based
+ * line and column (in characters, lines split at '\n'). A document keeps
+ * three kinds of place: where a value starts (objects, arrays, strings,
+ * numbers: true/false/null are shared jansson singletons and have none),
+ * where a member's key and value start, and where an array item starts.
+ * The last two exist for every member and item, singletons included. They
+ * describe the document as built: after the caller changes a container,
+ * the places of what changed are unspecified (never out of bounds).
+ *
+ * A document is used by one thread at a time; the where functions only
+ * read and may run concurrently with each other. */
 typedef struct tw_json_doc tw_json_doc;
 TW_API int tw_json_parse_doc(const char *data, size_t len, const char *source,
                              tw_json_doc **out, tw_err *err);
@@ -54,17 +68,57 @@ TW_API int tw_json_load_doc(const char *path, tw_json_doc **out, tw_err *err);
 TW_API void tw_json_doc_free(tw_json_doc *d);
 /* A document over a value built by another parser (a DSL that maps onto
  * JSON): root is owned by the document; text and source are copied.
- * tw_json_doc_mark records that v starts at byte offset of text. */
+ * Returns TW_ENOMEM (root not taken) on allocation failure. */
 TW_API int tw_json_doc_new(json_t *root, const char *text, size_t len,
                            const char *source, tw_json_doc **out);
+/* Places for builders. tw_json_doc_mark records that v starts at byte
+ * offset of the text (a no-op for true/false/null).
+ * tw_json_doc_mark_member records where member key of obj has its key and
+ * its value; tw_json_doc_mark_item where item index of arr starts. The
+ * member or item must already be in the container (TW_EINVAL otherwise).
+ * A later record for the same value, member or item replaces the earlier
+ * one: jansson may give a freed value's address to a new one. TW_ENOMEM
+ * leaves the document as it was. */
 TW_API int tw_json_doc_mark(tw_json_doc *d, const json_t *v, size_t offset);
+TW_API int tw_json_doc_mark_member(tw_json_doc *d, const json_t *obj,
+                                   const char *key, size_t key_offset,
+                                   size_t value_offset);
+TW_API int tw_json_doc_mark_item(tw_json_doc *d, const json_t *arr,
+                                 size_t index, size_t offset);
+/* Document transforms that keep places. tw_json_doc_dup makes *out, a
+ * deep copy of v (new reference; v need not be in d's tree) whose parts
+ * keep the places of v's parts, and places the copy itself at offset (the
+ * place of an alias or an "extends" that asked for it); it recurses as
+ * deep as v. tw_json_doc_update_missing sets in obj every member of other
+ * that obj lacks, sharing the value like json_object_update_missing, with
+ * the key and value places it had in other. Both return TW_ENOMEM on
+ * allocation failure, when update_missing may have set some members. */
+TW_API int tw_json_doc_dup(tw_json_doc *d, const json_t *v, size_t offset,
+                           json_t **out);
+TW_API int tw_json_doc_update_missing(tw_json_doc *d, json_t *obj,
+                                      const json_t *other);
 /* The root value (borrowed) and the source name. */
 TW_API json_t *tw_json_doc_root(const tw_json_doc *d);
 TW_API const char *tw_json_doc_source(const tw_json_doc *d);
 /* 1-based line and column (in characters) where v starts; false when v is
- * not a value of d, or is true/false/null (shared values without a place). */
+ * not a value of d, or is true/false/null (shared values without a place:
+ * ask tw_json_doc_where_member or _item instead). */
 TW_API bool tw_json_doc_where(const tw_json_doc *d, const json_t *v,
                               unsigned *line, unsigned *col);
+/* Where the key of member key of obj starts (for "unknown key"
+ * diagnostics), where its value starts, and where item index of arr
+ * starts; these work for true/false/null too. where_member and where_item
+ * fall back on tw_json_doc_where of the value when the builder recorded no
+ * member place. False when obj has no such member, arr no such item, or
+ * the place is unknown; *line and *col are then untouched. */
+TW_API bool tw_json_doc_where_key(const tw_json_doc *d, const json_t *obj,
+                                  const char *key, unsigned *line,
+                                  unsigned *col);
+TW_API bool tw_json_doc_where_member(const tw_json_doc *d, const json_t *obj,
+                                     const char *key, unsigned *line,
+                                     unsigned *col);
+TW_API bool tw_json_doc_where_item(const tw_json_doc *d, const json_t *arr,
+                                   size_t index, unsigned *line, unsigned *col);
 
 /* Dump flags. Default: compact, keys in insertion order. */
 #define TW_JSON_SORT_KEYS 0x1u

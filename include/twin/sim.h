@@ -67,6 +67,9 @@ typedef struct tw_block_desc {
    * on every input. */
   bool feedthrough_none;
   const bool *feedthrough;
+  /* ninputs flags: the input has no default, so something must feed it
+   * (what twin-compose checks); NULL: every input defaults to zeros. */
+  const bool *input_required;
 } tw_block_desc;
 
 typedef struct tw_step_args {
@@ -130,6 +133,11 @@ typedef struct tw_block_ops {
   /* Optional: what the block holds and has used (tw_block_usage); NULL
    * for blocks whose memory is only their small fixed buffers. */
   void (*usage)(const void *self, tw_block_usage *out);
+  /* Optional: the VJP of init, for blocks whose initial state depends on
+   * their parameters: adds (d x0 / d theta)^T gx0 into gtheta. NULL: x0
+   * does not depend on theta. */
+  int (*init_vjp)(void *self, const double *theta, const double *gx0,
+                  double *gtheta, tw_err *err);
 } tw_block_ops;
 
 typedef struct tw_block tw_block;
@@ -153,6 +161,10 @@ TW_API int tw_block_default_params(const tw_block *b, double *theta,
 TW_API int tw_block_init(tw_block *b, const double *theta, double *x0,
                          tw_err *err);
 TW_API int tw_block_step(tw_block *b, const tw_step_args *a, tw_err *err);
+/* Adds (d x0 / d theta)^T gx0 into gtheta (ntheta values); nothing for
+ * blocks whose initial state does not depend on their parameters. */
+TW_API int tw_block_init_vjp(tw_block *b, const double *theta,
+                             const double *gx0, double *gtheta, tw_err *err);
 /* TW_ENOTSUP naming the block if it is not differentiable. */
 TW_API int tw_block_step_vjp(tw_block *b, const tw_vjp_args *a, tw_err *err);
 /* Two-phase step_vjp: tw_block_linearize steps (as tw_block_step) and keeps
@@ -216,6 +228,10 @@ typedef struct tw_dyn_ops {
    * components were projected) as fixed. q_pre is the unprojected value. */
   int (*project_vjp)(void *self, const double *q_pre, double *g, tw_err *err);
   void (*free)(void *self);
+  /* Optional: the VJP of init (adds (d q0 / d theta)^T gq0 into gtheta);
+   * NULL when q0 does not depend on theta. */
+  int (*init_vjp)(void *self, const double *theta, const double *gq0,
+                  double *gtheta, tw_err *err);
 } tw_dyn_ops;
 
 typedef enum tw_integrator {
@@ -318,6 +334,10 @@ typedef enum tw_activation {
  * does not feed through, so it breaks algebraic loops). */
 TW_API int tw_sim_gain_block(size_t n, double k, const char *name,
                              tw_block **out, tw_err *err);
+/* y = k u + b element-wise (params "k", "b"), for unit conversions with
+ * an offset. */
+TW_API int tw_sim_affine_block(size_t n, double k, double b, const char *name,
+                               tw_block **out, tw_err *err);
 TW_API int tw_sim_integrator_block(size_t n, const char *name, tw_block **out,
                                    tw_err *err);
 
@@ -326,6 +346,22 @@ TW_API int tw_sim_integrator_block(size_t n, const char *name, tw_block **out,
  * tw_sim_particles' (outputs = the state). */
 TW_API int tw_sim_chain1d_block(size_t n, const char *name, tw_block **out,
                                 tw_err *err);
+
+/* A damped oscillator (spring_damper.c): one mass on a linear spring and a
+ * linear damper, m a = F + F_extra - k x - c v, stepped by method (the
+ * graph's default is semi-implicit Euler). State and outputs x (m), v (m/s)
+ * (outputs do not feed through); inputs F, F_extra (N), 0 when not given;
+ * parameters, in this order, m (kg, default 1), k (N/m, 1), c (N*s/m, 0.1),
+ * x0 (m, 1), v0 (m/s, 0). init sets x[0] = (x0, v0) and is TW_EINVAL,
+ * naming the block and the value, for a mass that is not finite and > 0
+ * (stepping with such a mass too) or another parameter that is not finite.
+ * The step's VJP is exact for m, k, c, the inputs and the state; x0 and v0
+ * act through x[0] only: their gradient is tw_sim_grad's gx0 carried back
+ * by the block's init VJP (the identity on them), which tw_graph_grad
+ * applies. name (copied) may be NULL:
+ * "spring_damper". */
+TW_API int tw_sim_spring_damper_block(tw_integrator method, const char *name,
+                                      tw_block **out, tw_err *err);
 
 /* A sandboxed model (twin/wasm.h) as a block with its own instance under
  * limits (may be NULL): ports from its descriptor, differentiable when it

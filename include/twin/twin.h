@@ -11,7 +11,9 @@
 #include "twin/checkpoint.h"
 #include "twin/clock.h"
 #include "twin/common.h"
+#include "twin/compose.h"
 #include "twin/ctx.h"
+#include "twin/dtype.h"
 #include "twin/error.h"
 #include "twin/file.h"
 #include "twin/graph.h"
@@ -23,7 +25,9 @@
 #include "twin/sim.h"
 #include "twin/store.h"
 #include "twin/trace.h"
+#include "twin/units.h"
 #include "twin/version.h"
 #include "twin/wasm.h"
+#include "twin/yaml.h"
 
 #endif /* TWIN_TWIN_H */

@@ -107,14 +107,9 @@ typedef struct parser {
   const char *source;
   tw_buf scratch; /* decoded text of strings that contain escapes */
   tw_err *err;
-  tw_buf *marks; /* (json_t *, offset) of every value, or NULL */
+  tw_json_doc *doc; /* records places when parsing a document, or NULL */
+  size_t value_at;  /* where the value parse_value just read started */
 } parser;
-
-/* Where a value started (tw_json_doc): recorded by parse_value. */
-typedef struct mark {
-  const json_t *v;
-  size_t at;
-} mark;
 
 static int parse_value(parser *ps, unsigned depth, json_t **out);
 
@@ -474,7 +469,10 @@ static int parse_array(parser *ps, unsigned depth, json_t **out) {
       json_decref(arr);
       return rc;
     }
-    if (json_array_append_new(arr, v) != 0) { /* v is released */
+    if (json_array_append_new(arr, v) != 0 || /* v is released */
+        (ps->doc != NULL &&
+         tw_json_doc_mark_item(ps->doc, arr, json_array_size(arr) - 1,
+                               ps->value_at) != TW_OK)) {
       json_decref(arr);
       return oom(ps);
     }
@@ -523,8 +521,18 @@ static int parse_member(parser *ps, unsigned depth, json_t *obj) {
     ps->pos++;
     rc = parse_value(ps, depth, &v);
   }
+  size_t value_at = ps->value_at;
   if (rc == TW_OK && json_object_setn_new_nocheck(obj, key, n, v) != 0)
     rc = oom(ps); /* v is released */
+  if (rc == TW_OK && ps->doc != NULL) {
+    /* Members are found by NUL-terminated key (keys hold no NUL). */
+    tw_buf_reset(&ps->scratch);
+    if (tw_buf_append(&ps->scratch, key, n) != TW_OK ||
+        tw_buf_putc(&ps->scratch, '\0') != TW_OK ||
+        tw_json_doc_mark_member(ps->doc, obj, ps->scratch.data, key_at,
+                                value_at) != TW_OK)
+      rc = oom(ps);
+  }
   tw_free(copy);
   return rc;
 }
@@ -573,14 +581,12 @@ static int parse_value(parser *ps, unsigned depth, json_t **out) {
   skip_ws(ps);
   size_t at = ps->pos;
   int rc = parse_value_at(ps, depth, out);
-  if (rc == TW_OK && ps->marks != NULL && !json_is_true(*out) &&
-      !json_is_false(*out) && !json_is_null(*out)) {
-    mark mk = {*out, at};
-    if (tw_buf_append(ps->marks, &mk, sizeof mk) != TW_OK) {
-      json_decref(*out);
-      return oom(ps);
-    }
+  if (rc == TW_OK && ps->doc != NULL &&
+      tw_json_doc_mark(ps->doc, *out, at) != TW_OK) {
+    json_decref(*out);
+    return oom(ps);
   }
+  ps->value_at = at;
   return rc;
 }
 
@@ -610,14 +616,14 @@ static int parse_value_at(parser *ps, unsigned depth, json_t **out) {
 }
 
 static int parse_text(const char *data, size_t len, const char *source,
-                      tw_buf *marks, json_t **out, tw_err *err) {
+                      tw_json_doc *doc, json_t **out, tw_err *err) {
   json_init();
   parser ps = {
       .d = (const unsigned char *)(data != NULL ? data : ""),
       .len = data != NULL ? len : 0,
       .source = source != NULL && source[0] != '\0' ? source : "<input>",
       .err = err,
-      .marks = marks,
+      .doc = doc,
   };
   tw_buf_init(&ps.scratch);
   json_t *v = NULL;
@@ -640,22 +646,106 @@ int tw_json_parse(const char *data, size_t len, const char *source,
   return parse_text(data, len, source, NULL, out, err);
 }
 
-/* --- Documents: values with their positions ---------------------------- */
+/* --- Documents: values with their places --------------------------------
+ *
+ * A document's places live in one open-addressing hash table keyed by
+ * pointers, never by text from the input: a value's place under the value,
+ * a member's under the key string jansson stores for it (stable while the
+ * member exists; found through jansson's own seeded hash), an item's under
+ * (array, index). Hostile keys therefore cannot make the table degrade.
+ * A record for a key already present replaces it: every value, member and
+ * item a front end builds is recorded, so a stale record (jansson reused a
+ * freed address) is always overwritten before it could be read. */
+
+typedef enum place_kind {
+  PLACE_VALUE = 1,
+  PLACE_MEMBER,
+  PLACE_ITEM
+} place_kind;
+
+#define PLACE_NONE SIZE_MAX /* an unknown offset */
+
+typedef struct place {
+  const void *p;   /* the value, the member's key, the array; NULL: free */
+  size_t index;    /* PLACE_ITEM: the index */
+  size_t at;       /* where the value, item or member key starts */
+  size_t value_at; /* PLACE_MEMBER: where the member's value starts */
+  int kind;
+} place;
 
 struct tw_json_doc {
   json_t *root;
   char *source;
   char *text; /* a copy, to turn offsets into lines and columns */
   size_t len;
-  mark *marks; /* sorted by value address unless marks were added */
-  size_t nmarks, cap;
-  bool sorted;
+  place *places; /* cap slots, a power of two (or 0) */
+  size_t nplaces, cap;
 };
 
-static int mark_cmp(const void *a, const void *b) {
-  uintptr_t x = (uintptr_t)((const mark *)a)->v;
-  uintptr_t y = (uintptr_t)((const mark *)b)->v;
-  return (x > y) - (x < y);
+static size_t place_hash(const void *p, size_t index, int kind) {
+  uint64_t h = (uint64_t)(uintptr_t)p ^ (uint64_t)index * 0x9E3779B97F4A7C15u ^
+               (uint64_t)kind << 59;
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDu;
+  h ^= h >> 33;
+  h *= 0xC4CEB3F97BB9EC3Du;
+  h ^= h >> 33;
+  return (size_t)h;
+}
+
+/* The slot of (kind, p, index): its record, or the free slot it would take.
+ * The table always has a free slot. */
+static place *place_slot(place *tab, size_t cap, const void *p, size_t index,
+                         int kind) {
+  size_t i = place_hash(p, index, kind) & (cap - 1);
+  while (tab[i].p != NULL &&
+         (tab[i].p != p || tab[i].index != index || tab[i].kind != kind))
+    i = (i + 1) & (cap - 1);
+  return &tab[i];
+}
+
+static const place *place_find(const tw_json_doc *d, const void *p,
+                               size_t index, int kind) {
+  if (d->cap == 0 || p == NULL)
+    return NULL;
+  const place *pl = place_slot(d->places, d->cap, p, index, kind);
+  return pl->p != NULL ? pl : NULL;
+}
+
+/* Records pl, replacing a record with the same key. */
+static int place_put(tw_json_doc *d, const place *pl) {
+  if (4 * (d->nplaces + 1) > 3 * d->cap) {
+    size_t cap = d->cap != 0 ? 2 * d->cap : 64;
+    place *tab = tw_calloc(cap, sizeof *tab);
+    if (tab == NULL)
+      return TW_ENOMEM;
+    for (size_t i = 0; i < d->cap; i++)
+      if (d->places[i].p != NULL)
+        *place_slot(tab, cap, d->places[i].p, d->places[i].index,
+                    d->places[i].kind) = d->places[i];
+    tw_free(d->places);
+    d->places = tab;
+    d->cap = cap;
+  }
+  place *slot = place_slot(d->places, d->cap, pl->p, pl->index, pl->kind);
+  if (slot->p == NULL)
+    d->nplaces++;
+  *slot = *pl;
+  return TW_OK;
+}
+
+static bool is_singleton(const json_t *v) {
+  return json_is_true(v) || json_is_false(v) || json_is_null(v);
+}
+
+/* The key string jansson keeps for member key of obj, or NULL. */
+static const char *member_key(const json_t *obj, const char *key) {
+  if (!json_is_object(obj) || key == NULL)
+    return NULL;
+  /* The iterator functions want a non-const object; they only read. */
+  // NOLINTNEXTLINE(performance-no-int-to-ptr)
+  void *it = json_object_iter_at((json_t *)(uintptr_t)obj, key);
+  return it != NULL ? json_object_iter_key(it) : NULL;
 }
 
 void tw_json_doc_free(tw_json_doc *d) {
@@ -665,36 +755,33 @@ void tw_json_doc_free(tw_json_doc *d) {
     json_decref(d->root);
   tw_free(d->source);
   tw_free(d->text);
-  tw_free(d->marks);
+  tw_free(d->places);
   tw_free(d);
+}
+
+/* An empty document over a copy of text[0..len); NULL on ENOMEM. */
+static tw_json_doc *doc_alloc(const char *text, size_t len,
+                              const char *source) {
+  tw_json_doc *d = tw_calloc(1, sizeof *d);
+  if (d == NULL || (d->source = tw_strdup(source)) == NULL ||
+      (d->text = tw_alloc(len + 1)) == NULL) {
+    tw_json_doc_free(d);
+    return NULL;
+  }
+  if (len > 0 && text != NULL)
+    memcpy(d->text, text, len);
+  d->text[len] = '\0';
+  d->len = len;
+  return d;
 }
 
 int tw_json_parse_doc(const char *data, size_t len, const char *source,
                       tw_json_doc **out, tw_err *err) {
-  tw_json_doc *d = tw_calloc(1, sizeof *d);
   const char *src = source != NULL && source[0] != '\0' ? source : "<input>";
-  if (d == NULL || (d->source = tw_strdup(src)) == NULL ||
-      (d->text = tw_alloc(len + 1)) == NULL) {
-    tw_json_doc_free(d);
+  tw_json_doc *d = doc_alloc(data, len, src);
+  if (d == NULL)
     return tw_err_set(err, TW_ENOMEM, "%s: out of memory parsing JSON", src);
-  }
-  if (len > 0 && data != NULL)
-    memcpy(d->text, data, len);
-  d->text[len] = '\0';
-  d->len = len;
-  tw_buf marks;
-  tw_buf_init(&marks);
-  int rc = parse_text(data, len, src, &marks, &d->root, err);
-  if (rc == TW_OK) {
-    d->nmarks = d->cap = marks.len / sizeof(mark);
-    d->marks = (mark *)(void *)tw_buf_take(&marks, NULL);
-    if (d->marks == NULL)
-      rc = tw_err_set(err, TW_ENOMEM, "%s: out of memory parsing JSON", src);
-    else
-      qsort(d->marks, d->nmarks, sizeof(mark), mark_cmp);
-    d->sorted = true;
-  }
-  tw_buf_fini(&marks);
+  int rc = parse_text(data, len, src, d, &d->root, err);
   if (rc != TW_OK) {
     tw_json_doc_free(d);
     return rc;
@@ -715,55 +802,169 @@ int tw_json_load_doc(const char *path, tw_json_doc **out, tw_err *err) {
 
 int tw_json_doc_new(json_t *root, const char *text, size_t len,
                     const char *source, tw_json_doc **out) {
-  tw_json_doc *d = tw_calloc(1, sizeof *d);
-  if (d == NULL ||
-      (d->source = tw_strdup(source != NULL ? source : "<input>")) == NULL ||
-      (d->text = tw_alloc(len + 1)) == NULL) {
-    tw_json_doc_free(d);
+  json_init();
+  tw_json_doc *d = doc_alloc(text, len, source != NULL ? source : "<input>");
+  if (d == NULL)
     return TW_ENOMEM;
-  }
-  if (len > 0 && text != NULL)
-    memcpy(d->text, text, len);
-  d->text[len] = '\0';
-  d->len = len;
   d->root = root; /* owned from here on */
-  d->sorted = true;
   *out = d;
   return TW_OK;
 }
 
 int tw_json_doc_mark(tw_json_doc *d, const json_t *v, size_t offset) {
-  if (d->nmarks == d->cap) {
-    size_t cap = d->cap ? 2 * d->cap : 64;
-    mark *m = tw_reallocarray(d->marks, cap, sizeof *m);
-    if (m == NULL)
-      return TW_ENOMEM;
-    d->marks = m;
-    d->cap = cap;
+  if (v == NULL || is_singleton(v))
+    return TW_OK;
+  place pl = {.p = v, .at = offset, .kind = PLACE_VALUE};
+  return place_put(d, &pl);
+}
+
+int tw_json_doc_mark_member(tw_json_doc *d, const json_t *obj, const char *key,
+                            size_t key_offset, size_t value_offset) {
+  const char *k = member_key(obj, key);
+  if (k == NULL)
+    return TW_EINVAL;
+  place pl = {
+      .p = k, .at = key_offset, .value_at = value_offset, .kind = PLACE_MEMBER};
+  return place_put(d, &pl);
+}
+
+int tw_json_doc_mark_item(tw_json_doc *d, const json_t *arr, size_t index,
+                          size_t offset) {
+  if (!json_is_array(arr) || index >= json_array_size(arr))
+    return TW_EINVAL;
+  place pl = {.p = arr, .index = index, .at = offset, .kind = PLACE_ITEM};
+  return place_put(d, &pl);
+}
+
+/* The recorded start of v, or PLACE_NONE. */
+static size_t value_at(const tw_json_doc *d, const json_t *v) {
+  if (v == NULL || is_singleton(v))
+    return PLACE_NONE;
+  const place *pl = place_find(d, v, 0, PLACE_VALUE);
+  return pl != NULL ? pl->at : PLACE_NONE;
+}
+
+/* Copies v into *out, each part marked where its original was and the copy
+ * itself at offset. */
+static int doc_dup(tw_json_doc *d, const json_t *v, size_t offset,
+                   json_t **out) {
+  json_t *c = NULL;
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    c = json_object();
+    break;
+  case JSON_ARRAY:
+    c = json_array();
+    break;
+  case JSON_STRING:
+    c = json_stringn_nocheck(json_string_value(v), json_string_length(v));
+    break;
+  case JSON_INTEGER:
+    c = json_integer(json_integer_value(v));
+    break;
+  case JSON_REAL:
+    c = json_real(json_real_value(v));
+    break;
+  case JSON_TRUE:
+  case JSON_FALSE:
+  case JSON_NULL:
+    /* Shared singletons, not reference counted. */
+    *out = json_is_true(v)    ? json_true()
+           : json_is_false(v) ? json_false()
+                              : json_null();
+    return TW_OK;
   }
-  d->marks[d->nmarks++] = (mark){v, offset};
-  d->sorted = false;
+  if (c == NULL)
+    return TW_ENOMEM;
+  int rc = tw_json_doc_mark(d, c, offset);
+  const char *key;
+  size_t n;
+  json_t *m;
+  if (rc == TW_OK && json_is_object(v)) {
+    // NOLINTNEXTLINE(performance-no-int-to-ptr)
+    json_object_keylen_foreach((json_t *)(uintptr_t)v, key, n, m) {
+      const place *pl = place_find(d, key, 0, PLACE_MEMBER);
+      size_t kat = pl != NULL ? pl->at : PLACE_NONE;
+      size_t vat = pl != NULL ? pl->value_at : value_at(d, m);
+      json_t *mc = NULL;
+      if ((rc = doc_dup(d, m, value_at(d, m), &mc)) != TW_OK)
+        break;
+      if (json_object_setn_new_nocheck(c, key, n, mc) != 0) {
+        rc = TW_ENOMEM;
+        break;
+      }
+      /* Keys holding NUL cannot be looked up by C string; they stay
+       * without a place. */
+      if (strlen(key) == n &&
+          (rc = tw_json_doc_mark_member(d, c, key, kat, vat)) != TW_OK)
+        break;
+    }
+  } else if (rc == TW_OK && json_is_array(v)) {
+    for (size_t i = 0; i < json_array_size(v); i++) {
+      m = json_array_get(v, i);
+      const place *pl = place_find(d, v, i, PLACE_ITEM);
+      size_t iat = pl != NULL ? pl->at : value_at(d, m);
+      json_t *mc = NULL;
+      if ((rc = doc_dup(d, m, value_at(d, m), &mc)) != TW_OK)
+        break;
+      if (json_array_append_new(c, mc) != 0) {
+        rc = TW_ENOMEM;
+        break;
+      }
+      if ((rc = tw_json_doc_mark_item(d, c, i, iat)) != TW_OK)
+        break;
+    }
+  }
+  if (rc != TW_OK) {
+    json_decref(c);
+    return rc;
+  }
+  *out = c;
+  return TW_OK;
+}
+
+int tw_json_doc_dup(tw_json_doc *d, const json_t *v, size_t offset,
+                    json_t **out) {
+  json_init();
+  assert(v != NULL);
+  return doc_dup(d, v, offset, out);
+}
+
+int tw_json_doc_update_missing(tw_json_doc *d, json_t *obj,
+                               const json_t *other) {
+  json_init();
+  assert(json_is_object(obj) && json_is_object(other));
+  const char *key;
+  size_t n;
+  json_t *m;
+  // NOLINTNEXTLINE(performance-no-int-to-ptr)
+  json_object_keylen_foreach((json_t *)(uintptr_t)other, key, n, m) {
+    if (json_object_getn(obj, key, n) != NULL)
+      continue;
+    const place *pl = place_find(d, key, 0, PLACE_MEMBER);
+    size_t kat = pl != NULL ? pl->at : PLACE_NONE;
+    size_t vat = pl != NULL ? pl->value_at : value_at(d, m);
+    if (json_object_setn_nocheck(obj, key, n, m) != 0)
+      return TW_ENOMEM;
+    if (strlen(key) == n) {
+      int rc = tw_json_doc_mark_member(d, obj, key, kat, vat);
+      if (rc != TW_OK)
+        return rc;
+    }
+  }
   return TW_OK;
 }
 
 json_t *tw_json_doc_root(const tw_json_doc *d) { return d->root; }
 const char *tw_json_doc_source(const tw_json_doc *d) { return d->source; }
 
-bool tw_json_doc_where(const tw_json_doc *d, const json_t *v, unsigned *line,
-                       unsigned *col) {
-  mark key = {v, 0};
-  const mark *m = NULL;
-  if (d->sorted) {
-    m = bsearch(&key, d->marks, d->nmarks, sizeof(mark), mark_cmp);
-  } else { /* marked by hand: the first mark of v */
-    for (size_t i = 0; i < d->nmarks && m == NULL; i++)
-      if (d->marks[i].v == v)
-        m = &d->marks[i];
-  }
-  if (m == NULL)
+/* Turns a byte offset into a line and a column. */
+static bool line_col(const tw_json_doc *d, size_t at, unsigned *line,
+                     unsigned *col) {
+  if (at == PLACE_NONE)
     return false;
   unsigned l = 1, c = 1;
-  for (size_t i = 0; i < m->at && i < d->len; i++) {
+  for (size_t i = 0; i < at && i < d->len; i++) {
     if (d->text[i] == '\n') {
       l++;
       c = 1;
@@ -774,6 +975,36 @@ bool tw_json_doc_where(const tw_json_doc *d, const json_t *v, unsigned *line,
   *line = l;
   *col = c;
   return true;
+}
+
+bool tw_json_doc_where(const tw_json_doc *d, const json_t *v, unsigned *line,
+                       unsigned *col) {
+  return line_col(d, value_at(d, v), line, col);
+}
+
+bool tw_json_doc_where_key(const tw_json_doc *d, const json_t *obj,
+                           const char *key, unsigned *line, unsigned *col) {
+  const place *pl = place_find(d, member_key(obj, key), 0, PLACE_MEMBER);
+  return pl != NULL && line_col(d, pl->at, line, col);
+}
+
+bool tw_json_doc_where_member(const tw_json_doc *d, const json_t *obj,
+                              const char *key, unsigned *line, unsigned *col) {
+  const char *k = member_key(obj, key);
+  if (k == NULL)
+    return false;
+  const place *pl = place_find(d, k, 0, PLACE_MEMBER);
+  size_t at = pl != NULL ? pl->value_at : value_at(d, json_object_get(obj, k));
+  return line_col(d, at, line, col);
+}
+
+bool tw_json_doc_where_item(const tw_json_doc *d, const json_t *arr,
+                            size_t index, unsigned *line, unsigned *col) {
+  if (!json_is_array(arr) || index >= json_array_size(arr))
+    return false;
+  const place *pl = place_find(d, arr, index, PLACE_ITEM);
+  size_t at = pl != NULL ? pl->at : value_at(d, json_array_get(arr, index));
+  return line_col(d, at, line, col);
 }
 
 /* Appends the whole of the open file fd to b. */

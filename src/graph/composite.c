@@ -89,6 +89,18 @@ static int comp_init(void *p, const double *theta, double *x0, tw_err *err) {
   return TW_OK;
 }
 
+static int comp_init_vjp(void *p, const double *theta, const double *gx0,
+                         double *gtheta, tw_err *err) {
+  const comp *c = p;
+  for (size_t i = 0; i < c->g->nblocks; i++) {
+    int rc = tw_block_init_vjp(c->g->blocks[i].block, theta + c->toff[i],
+                               gx0 + c->xoff[i], gtheta + c->toff[i], err);
+    if (rc != TW_OK)
+      return rc;
+  }
+  return TW_OK; /* held outputs start at 0 whatever theta is */
+}
+
 /* Where block i's outputs are read from in this tick. */
 static const double *outputs_of(const comp *c, size_t i, const double *x,
                                 const double *xn) {
@@ -371,6 +383,7 @@ static const tw_block_ops comp_ops = {
     .step_vjp = comp_vjp,
     .free = comp_free,
     .usage = comp_usage,
+    .init_vjp = comp_init_vjp,
 };
 
 int tw__graph_composite(tw_graph *g, tw_block **out, tw_err *err) {

@@ -321,8 +321,9 @@ static int block_stmt(lexer *lx, json_t *root, json_t **cur) {
   rc = scalar(lx, true, &model);
   if (rc == TW_OK)
     rc = set(lx, b, "model", model);
-  static const char *const opts[] = {"every",       "period", "size", "sizes",
-                                     "activations", "seed",   NULL};
+  static const char *const opts[] = {"every",      "period",      "size",
+                                     "sizes",      "activations", "seed",
+                                     "integrator", NULL};
   while (rc == TW_OK && lx->kind != T_NL && lx->kind != T_EOF) {
     size_t k = 0;
     while (opts[k] != NULL && !is(lx, T_WORD, opts[k]))
@@ -330,12 +331,12 @@ static int block_stmt(lexer *lx, json_t *root, json_t **cur) {
     if (opts[k] == NULL)
       return lerr(lx, lx->at,
                   "unknown block option '%.*s' (every, period, "
-                  "size, sizes, activations, seed)",
+                  "size, sizes, activations, seed, integrator)",
                   (int)lx->n, lx->s + lx->at);
     rc = next(lx);
     json_t *v = NULL;
     if (rc == TW_OK)
-      rc = value(lx, k == 4, &v);
+      rc = value(lx, k == 4 || k == 6, &v);
     if (rc == TW_OK)
       rc = set(lx, b, opts[k], v);
   }
@@ -669,7 +670,9 @@ int tw__graph_dsl_format(const json_t *root, tw_buf *b, tw_err *err) {
         if (strcmp(k2, "model") == 0 || strcmp(k2, "params") == 0)
           continue;
         OK(tw_buf_printf(b, " %s ", k2));
-        OK(put_value(b, v2, strcmp(k2, "activations") == 0));
+        OK(put_value(b, v2,
+                     strcmp(k2, "activations") == 0 ||
+                         strcmp(k2, "integrator") == 0));
       }
       OK(tw_buf_printf(b, "\n"));
       json_t *params = json_object_get(v, "params");

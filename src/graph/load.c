@@ -5,7 +5,8 @@
  *
  *   {"graph": 1, "name": "...", "dt": 0.01,
  *    "blocks": {"NAME": {"model": "builtin:gain" | "builtin:integrator" |
- *                                 "builtin:mlp" | "wasm:PATH.wasm" |
+ *                                 "builtin:mlp" | "builtin:spring_damper" |
+ *                                 "wasm:PATH.wasm" |
  *                                 "wasm:sha256:<hex>" (the model store) |
  *                                 "graph:PATH.json" (a sub-graph),
  *                        "every": 1, "period": 0.01,   (one of, optional)
@@ -13,7 +14,7 @@
  *                                   {"value": .., "min": .., "max": ..,
  *                                    "trainable": true}},
  *                        ...model options: "size", "sizes", "activations",
- *                        "seed"}},
+ *                        "seed", "integrator"}},
  *    "inputs": {"NAME": {"size": 1, "unit": "N"}},
  *    "connections": [{"from": "inputs.F" | "block.out", "to": "block.in"}],
  *    "outputs": {"NAME": "block.out"}}
@@ -42,7 +43,7 @@
 /* --- Diagnostics ----------------------------------------------------- */
 
 typedef struct diags {
-  tw_json_doc *doc;
+  const tw_json_doc *doc;
   tw_buf *out; /* may be NULL */
   unsigned n;
   int oom;
@@ -67,7 +68,7 @@ static void diag(diags *d, const json_t *at, const char *fmt, ...) {
     d->oom = 1;
 }
 
-static bool valid_name(const char *s) {
+static bool valid_name_dots(const char *s, bool dots) {
   size_t n = strlen(s);
   if (n == 0 || n > MAX_NAME ||
       !(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z') ||
@@ -75,10 +76,16 @@ static bool valid_name(const char *s) {
     return false;
   for (size_t i = 1; i < n; i++)
     if (!(s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') ||
-          (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9')))
+          (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+          (dots && s[i] == '.' && s[i - 1] != '.' && i + 1 < n)))
       return false;
   return true;
 }
+
+static bool valid_name(const char *s) { return valid_name_dots(s, false); }
+
+/* Graph inputs and outputs may be dotted ("plant.x", "rig.force"). */
+static bool valid_io_name(const char *s) { return valid_name_dots(s, true); }
 
 /* Checks obj's keys against allowed (x- keys are extensions). */
 static void check_keys(diags *d, json_t *obj, const char *what,
@@ -406,9 +413,9 @@ static int load_block(loader *ld, const char *bname, json_t *spec,
     diag(ld->d, spec, "block '%s' must be an object", bname);
     return TW_OK;
   }
-  static const char *const keys[] = {"model",       "every", "period",
-                                     "params",      "size",  "sizes",
-                                     "activations", "seed",  NULL};
+  static const char *const keys[] = {
+      "model", "every",       "period", "params",     "size",
+      "sizes", "activations", "seed",   "integrator", NULL};
   char what[MAX_NAME + 16];
   (void)snprintf(what, sizeof what, "block '%s'", bname);
   check_keys(ld->d, spec, what, keys);
@@ -451,6 +458,9 @@ static int load_block(loader *ld, const char *bname, json_t *spec,
   if (strcmp(m, "builtin:gain") == 0) {
     if (get_size(ld, spec, bname, &size) == TW_OK)
       rc = tw_sim_gain_block(size, 1.0, bname, &b->block, &e);
+  } else if (strcmp(m, "builtin:affine") == 0) {
+    if (get_size(ld, spec, bname, &size) == TW_OK)
+      rc = tw_sim_affine_block(size, 1.0, 0.0, bname, &b->block, &e);
   } else if (strcmp(m, "builtin:integrator") == 0) {
     if (get_size(ld, spec, bname, &size) == TW_OK)
       rc = tw_sim_integrator_block(size, bname, &b->block, &e);
@@ -459,6 +469,16 @@ static int load_block(loader *ld, const char *bname, json_t *spec,
       rc = tw_sim_chain1d_block(size, bname, &b->block, &e);
   } else if (strcmp(m, "builtin:mlp") == 0) {
     rc = make_mlp(ld, spec, bname, &b->block);
+  } else if (strcmp(m, "builtin:spring_damper") == 0) {
+    json_t *iv = json_object_get(spec, "integrator");
+    tw_integrator method = TW_SEMI_IMPLICIT;
+    if (iv != NULL &&
+        (!json_is_string(iv) ||
+         tw_integrator_parse(json_string_value(iv), &method, NULL) != TW_OK))
+      diag(ld->d, iv,
+           "block '%s': integrator must be euler, semi-implicit or rk4", bname);
+    else
+      rc = tw_sim_spring_damper_block(method, bname, &b->block, &e);
   } else if (strncmp(m, "wasm:", 5) == 0) {
     tw_wasm_module *mod = NULL;
     rc = make_wasm(ld, model, m + 5, bname, &b->block, &mod);
@@ -472,8 +492,10 @@ static int load_block(loader *ld, const char *bname, json_t *spec,
       return ld->err->code;
   } else {
     diag(ld->d, model,
-         "block '%s': unknown model '%s' (builtin:gain, builtin:integrator, "
-         "builtin:mlp, builtin:chain1d, wasm:PATH or graph:PATH)",
+         "block '%s': unknown model '%s' (builtin:gain, builtin:affine, "
+         "builtin:integrator, builtin:mlp, builtin:chain1d, "
+         "builtin:spring_damper, wasm:PATH or "
+         "graph:PATH)",
          bname, m);
     return TW_OK;
   }
@@ -829,7 +851,7 @@ static int load_io(loader *ld, json_t *root) {
       size_t size = 1;
       const char *unit = "";
       tw_dtype dtype = TW_F64;
-      if (!valid_name(key))
+      if (!valid_io_name(key))
         diag(ld->d, v, "input name '%s' is not a valid name", key);
       if (!json_is_object(v)) {
         diag(ld->d, v, "input '%s' must be an object {size, unit}", key);
@@ -881,7 +903,7 @@ static int load_outputs(loader *ld, json_t *root) {
   json_t *v;
   if (outs != NULL)
     json_object_foreach(outs, key, v) {
-      if (!valid_name(key))
+      if (!valid_io_name(key))
         diag(ld->d, v, "output name '%s' is not a valid name", key);
       ref r = resolve(ld, v, true, "output");
       if (!r.ok)
@@ -992,21 +1014,17 @@ int tw__graph_read_doc(const char *text, size_t len, const char *source,
   return tw_json_parse_doc(text, len, source, doc, err);
 }
 
-int tw__graph_parse_in(const char *text, size_t len, const tw__gchain *self,
-                       const char *base_dir, const tw_graph_opts *opts,
-                       tw_buf *diag_out, unsigned *ndiags, tw_graph **out,
-                       tw_err *err) {
+/* Loads the graph of doc (borrowed). */
+static int load_doc(const tw_json_doc *doc, const tw__gchain *self,
+                    const char *base_dir, const tw_graph_opts *opts,
+                    tw_buf *diag_out, unsigned *ndiags, tw_graph **out,
+                    tw_err *err) {
   if (ndiags != NULL)
     *ndiags = 0;
-  tw_json_doc *doc = NULL;
-  int rc = tw__graph_read_doc(text, len, self->name, &doc, err);
-  if (rc != TW_OK)
-    return rc;
+  int rc;
   tw_graph *g = tw_calloc(1, sizeof *g);
-  if (g == NULL) {
-    tw_json_doc_free(doc);
+  if (g == NULL)
     return tw_err_set(err, TW_ENOMEM, "graph: out of memory");
-  }
   g->ctx = opts != NULL ? opts->ctx : NULL;
   g->engine = opts != NULL ? opts->engine : NULL;
   if (g->ctx != NULL && tw_ctx_pool(g->ctx, &g->pool, NULL) != TW_OK)
@@ -1026,13 +1044,42 @@ int tw__graph_parse_in(const char *text, size_t len, const tw__gchain *self,
     rc = tw_err_set(err, TW_EVALIDATE, "%s: %u error%s",
                     tw_json_doc_source(doc), d.n, d.n == 1 ? "" : "s");
   }
-  tw_json_doc_free(doc);
   if (rc != TW_OK) {
     tw_graph_free(g);
     return rc;
   }
   *out = g;
   return TW_OK;
+}
+
+int tw__graph_parse_in(const char *text, size_t len, const tw__gchain *self,
+                       const char *base_dir, const tw_graph_opts *opts,
+                       tw_buf *diag_out, unsigned *ndiags, tw_graph **out,
+                       tw_err *err) {
+  if (ndiags != NULL)
+    *ndiags = 0;
+  tw_json_doc *doc = NULL;
+  int rc = tw__graph_read_doc(text, len, self->name, &doc, err);
+  if (rc != TW_OK)
+    return rc;
+  rc = load_doc(doc, self, base_dir, opts, diag_out, ndiags, out, err);
+  tw_json_doc_free(doc);
+  return rc;
+}
+
+int tw_graph_from_doc(const tw_json_doc *doc, const char *base_dir,
+                      const tw_graph_opts *opts, tw_buf *diag_out,
+                      tw_graph **out, tw_err *err) {
+  tw__gchain self = {NULL, tw_json_doc_source(doc), NULL, 0};
+  return load_doc(doc, &self, base_dir, opts, diag_out, NULL, out, err);
+}
+
+const char *tw_graph_block_name(const tw_graph *g, size_t i) {
+  return g->blocks[i].name;
+}
+
+const tw_block_desc *tw_graph_block_desc(const tw_graph *g, size_t i) {
+  return g->blocks[i].desc;
 }
 
 int tw_graph_parse(const char *text, size_t len, const char *source,

@@ -353,13 +353,15 @@ int tw_graph_grad(tw_graph *g, int64_t ticks, const double *inputs,
     }
     o.wrt = want;
   }
-  double *x0 = NULL, *theta = NULL;
+  double *x0 = NULL, *theta = NULL, *gx0 = NULL, *g0 = NULL;
   if (rc == TW_OK)
     rc = grad_memory(g, &o, err);
   if (rc == TW_OK) {
     x0 = tw_calloc(d->nx + 1, sizeof(double));
+    gx0 = tw_calloc(d->nx + 1, sizeof(double));
     theta = tw_calloc(d->ntheta + 1, sizeof(double));
-    if (x0 == NULL || theta == NULL)
+    g0 = tw_calloc(d->ntheta + 1, sizeof(double));
+    if (x0 == NULL || gx0 == NULL || theta == NULL || g0 == NULL)
       rc = tw_err_set(err, TW_ENOMEM, "graph: out of memory");
   }
   g->run_state = RUN_NONE; /* the run's state is not kept */
@@ -369,8 +371,18 @@ int tw_graph_grad(tw_graph *g, int64_t ticks, const double *inputs,
     rc = initial(g, x0, theta, err);
   tw_rollout_stats st;
   if (rc == TW_OK)
-    rc = tw_sim_grad(g->composite, &o, x0, theta, inputs, loss, gtheta, NULL,
+    rc = tw_sim_grad(g->composite, &o, x0, theta, inputs, loss, gtheta, gx0,
                      NULL, &st, err);
+  /* Parameters that set the initial state (a spring's x0): through the
+   * blocks' init VJPs, for the ports asked for. */
+  if (rc == TW_OK)
+    rc = tw_block_init_vjp(g->composite, theta, gx0, g0, err);
+  for (size_t p = 0, off = 0; rc == TW_OK && p < d->nparams; p++) {
+    for (size_t j = 0; j < d->params[p].size; j++)
+      if (want == NULL || want[p])
+        gtheta[off + j] += g0[off + j];
+    off += d->params[p].size;
+  }
   if (rc == TW_OK && loss_out != NULL)
     *loss_out = st.loss;
   stop_accounting(g);
@@ -380,7 +392,9 @@ int tw_graph_grad(tw_graph *g, int64_t ticks, const double *inputs,
                "Gradients computed", NULL),
         1);
   tw_free(x0);
+  tw_free(gx0);
   tw_free(theta);
+  tw_free(g0);
   tw_free(want);
   return rc;
 }
@@ -449,6 +463,18 @@ size_t tw_graph_stats(const tw_graph *g, tw_graph_block_stats *out, size_t cap,
         (tw_graph_run_stats){g->run_k,       g->wall_ms, g->cpu_ms,
                              g->peak_memory, fuel,       g->checkpoint_bytes};
   return g->nblocks;
+}
+
+int tw_graph_format_value(const json_t *root, bool json, tw_buf *out,
+                          tw_err *err) {
+  if (!json)
+    return tw__graph_dsl_format(root, out, err);
+  int rc = tw_json_dump(root, TW_JSON_PRETTY, out);
+  if (rc == TW_OK)
+    rc = tw_buf_printf(out, "\n");
+  if (rc != TW_OK)
+    rc = tw_err_set(err, rc, "graph: cannot write the JSON");
+  return rc;
 }
 
 int tw_graph_format(const char *path, bool json, tw_buf *out, tw_err *err) {

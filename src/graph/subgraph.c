@@ -82,6 +82,12 @@ static int sub_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
   return tw_block_step_vjp(s->g->composite, &in, err);
 }
 
+static int sub_init_vjp(void *p, const double *theta, const double *gx0,
+                        double *gtheta, tw_err *err) {
+  sub *s = p;
+  return tw_block_init_vjp(s->g->composite, theta, gx0, gtheta, err);
+}
+
 static void sub_usage(const void *p, tw_block_usage *u) {
   const sub *s = p;
   tw_block_get_usage(s->g->composite, u);
@@ -96,6 +102,7 @@ static const tw_block_ops sub_ops = {
     .step_vjp = sub_vjp,
     .free = sub_free,
     .usage = sub_usage,
+    .init_vjp = sub_init_vjp,
 };
 
 /* Does output port o of d read input port q within the step? */

@@ -95,6 +95,13 @@ int tw_block_init(tw_block *b, const double *theta, double *x0, tw_err *err) {
   return b->ops->init(b->self, theta, x0, err);
 }
 
+int tw_block_init_vjp(tw_block *b, const double *theta, const double *gx0,
+                      double *gtheta, tw_err *err) {
+  if (b->ops->init_vjp == NULL)
+    return TW_OK;
+  return b->ops->init_vjp(b->self, theta, gx0, gtheta, err);
+}
+
 int tw_block_step(tw_block *b, const tw_step_args *a, tw_err *err) {
   b->linearized = false;
   return b->ops->step(b->self, a, err);

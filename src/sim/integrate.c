@@ -79,6 +79,14 @@ static int integ_init(void *p, const double *theta, double *x0, tw_err *err) {
   return s->dyn->init(s->dyn_self, theta, x0, err);
 }
 
+static int integ_init_vjp(void *p, const double *theta, const double *gx0,
+                          double *gtheta, tw_err *err) {
+  integ *s = p;
+  if (s->dyn->init_vjp == NULL)
+    return TW_OK;
+  return s->dyn->init_vjp(s->dyn_self, theta, gx0, gtheta, err);
+}
+
 /* out = q + c * k, elementwise. */
 static void axpy_into(double *restrict out, const double *restrict q, double c,
                       const double *restrict k, size_t n) {
@@ -284,6 +292,7 @@ static const tw_block_ops integ_ops = {
     .step = integ_step,
     .step_vjp = integ_vjp,
     .free = integ_free,
+    .init_vjp = integ_init_vjp,
 };
 
 int tw_integrator_parse(const char *text, tw_integrator *out, tw_err *err) {

@@ -75,6 +75,8 @@ static void mlp_describe(const void *p, tw_block_desc *d) {
   d->ny = m->sizes[m->nlayers];
   d->ntheta = m->ntheta;
   d->differentiable = true;
+  static const bool required = true;
+  d->input_required = &required;
 }
 
 /* Glorot-uniform weights from a xorshift stream seeded by seed; zero

@@ -19,6 +19,7 @@ typedef struct wasm_block {
   tw_wasm_instance *in;
   tw_port *ports;    /* state, inputs, outputs, params */
   bool *feedthrough; /* noutputs x ninputs, from the descriptor */
+  bool *required;    /* ninputs: no default in the descriptor */
   tw_block_desc desc;
 } wasm_block;
 
@@ -29,6 +30,7 @@ static void wb_free(void *p) {
   tw_wasm_instance_free(w->in);
   tw_free(w->ports);
   tw_free(w->feedthrough);
+  tw_free(w->required);
   tw_free(w);
 }
 
@@ -151,5 +153,13 @@ int tw_sim_wasm_block(tw_wasm_module *m, const tw_wasm_limits *limits,
     }
     bd->feedthrough = w->feedthrough;
   }
+  w->required = tw_calloc(d->ninputs ? d->ninputs : 1, sizeof(bool));
+  if (w->required == NULL) {
+    wb_free(w);
+    return tw_err_set(err, TW_ENOMEM, "wasm block: out of memory");
+  }
+  for (size_t i = 0; i < d->ninputs; i++)
+    w->required[i] = d->inputs[i].default_ == NULL;
+  bd->input_required = w->required;
   return tw_block_new(&wasm_ops, w, name != NULL ? name : d->name, out, err);
 }

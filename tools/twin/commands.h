@@ -17,5 +17,8 @@ extern const cli_cmd cmd_graph_run;
 extern const cli_cmd cmd_graph_grad;
 extern const cli_cmd cmd_graph_fmt;
 extern const cli_cmd cmd_model_build;
+extern const cli_cmd cmd_compose_validate;
+extern const cli_cmd cmd_compose_graph;
+extern const cli_cmd cmd_compose_up;
 
 #endif /* TWIN_COMMANDS_H */

@@ -48,6 +48,7 @@ static const cli_cmd *const commands[] = {
     &cmd_model_run,      &cmd_model_add,
     &cmd_graph_validate, &cmd_graph_run,
     &cmd_graph_grad,     &cmd_graph_fmt,
+    &cmd_compose_validate, &cmd_compose_graph, &cmd_compose_up,
     &cmd_system_info,    NULL};
 
 /* Global options, accepted before the command words. */
