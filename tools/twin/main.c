@@ -41,15 +41,23 @@ static const cli_cmd cmd_version = {
     run_version};
 
 /* The table, in the order `twin help` lists it. */
-static const cli_cmd *const commands[] = {
-    &cmd_help,           &cmd_version,
-    &cmd_blob_digest,    &cmd_sim_bench,
-    &cmd_model_build,    &cmd_model_inspect,
-    &cmd_model_run,      &cmd_model_add,
-    &cmd_graph_validate, &cmd_graph_run,
-    &cmd_graph_grad,     &cmd_graph_fmt,
-    &cmd_compose_validate, &cmd_compose_graph, &cmd_compose_up,
-    &cmd_system_info,    NULL};
+static const cli_cmd *const commands[] = {&cmd_help,
+                                          &cmd_version,
+                                          &cmd_blob_digest,
+                                          &cmd_sim_bench,
+                                          &cmd_model_build,
+                                          &cmd_model_inspect,
+                                          &cmd_model_run,
+                                          &cmd_model_add,
+                                          &cmd_graph_validate,
+                                          &cmd_graph_run,
+                                          &cmd_graph_grad,
+                                          &cmd_graph_fmt,
+                                          &cmd_compose_validate,
+                                          &cmd_compose_graph,
+                                          &cmd_compose_up,
+                                          &cmd_system_info,
+                                          NULL};
 
 /* Global options, accepted before the command words. */
 static const cli_opt global_opts[] = {
