@@ -70,6 +70,10 @@ typedef struct tw_block_desc {
   /* ninputs flags: the input has no default, so something must feed it
    * (what twin-compose checks); NULL: every input defaults to zeros. */
   const bool *input_required;
+  /* ntheta values each: the bounds the model declares for its parameters
+   * (a wasm descriptor's min and max; +-infinity where it gives none);
+   * NULL: unbounded. */
+  const double *param_min, *param_max;
 } tw_block_desc;
 
 typedef struct tw_step_args {

@@ -216,6 +216,22 @@ static char *ir_model(tw_compose *c, const tw__ccomp *k) {
   tw_buf b = TW_BUF_INIT;
   int rc = TW_OK;
   if (strncmp(s, "builtin:", 8) == 0) {
+    static const char *const builtins[] = {"gain", "affine",  "integrator",
+                                           "mlp",  "chain1d", "spring_damper",
+                                           NULL};
+    size_t i = 0;
+    while (builtins[i] != NULL && strcmp(builtins[i], s + 8) != 0)
+      i++;
+    if (builtins[i] == NULL) {
+      char dym[96];
+      tw__cdiag_at(
+          c, "model", m, 8,
+          "component '%s': no builtin '%s' (gain, affine, "
+          "integrator, mlp, chain1d, spring_damper)%s",
+          k->name, s + 8,
+          tw__did_you_mean(s + 8, builtins, SIZE_MAX, dym, sizeof dym));
+      return NULL;
+    }
     rc = tw_buf_printf(&b, "%s", s);
   } else if (strncmp(s, "file:", 5) == 0) {
     const char *p = s + 5;
@@ -534,6 +550,13 @@ static int ir_params(tw_compose *c, tw__ccomp *k, json_t *block) {
                   dym_ports(d->params, d->nparams, key, dym, sizeof dym));
         continue;
       }
+      if (json_is_boolean(v) || json_is_null(v)) { /* placed by its key */
+        tw__cdiag(c, false, "type", lists[l], key,
+                  "parameter '%s.%s' must be a number or a quantity such as "
+                  "'4 N/m', not %s",
+                  k->name, key, type_name(v));
+        continue;
+      }
       json_t *ir = param_entry(c, k, &d->params[i], v);
       if (ir != NULL && json_object_set_new(out, key, ir) != 0)
         return OOM(c);
@@ -543,6 +566,59 @@ static int ir_params(tw_compose *c, tw__ccomp *k, json_t *block) {
 }
 
 /* --- Sources ------------------------------------------------------------ */
+
+/* What sources.S.topics says of topic (decl) into t; with report, every
+ * problem of the declaration as a diagnostic (load_sources checks each
+ * declared topic once, used or not). */
+static void declared_topic(tw_compose *c, const tw__csource *s,
+                           const char *topic, json_t *decl, tw__ctopic *t,
+                           bool report) {
+  static const char *const keys[] = {"unit", "size", "dtype", NULL};
+  t->size = 1;
+  t->dtype = TW_F64;
+  if (!json_is_object(decl)) {
+    if (report)
+      tw__cdiag(c, false, "type", decl, NULL,
+                "source '%s': topic '%s' must be a mapping {unit, size, "
+                "dtype}",
+                s->name, topic);
+    return;
+  }
+  if (report)
+    tw__ckeys(c, decl, "a topic", keys);
+  json_t *u = json_object_get(decl, "unit");
+  json_t *z = json_object_get(decl, "size");
+  json_t *d = json_object_get(decl, "dtype");
+  tw_unit pu;
+  tw_err e;
+  tw_err_init(&e);
+  if (z != NULL && (!json_is_integer(z) || json_integer_value(z) < 1 ||
+                    json_integer_value(z) > (1 << 20))) {
+    if (report)
+      tw__cdiag(c, false, "type", decl, "size",
+                "topic '%s': size must be an integer >= 1", topic);
+  } else if (z != NULL) {
+    t->size = (size_t)json_integer_value(z);
+  }
+  if (u != NULL && !json_is_string(u)) {
+    if (report)
+      tw__cdiag(c, false, "type", decl, "unit",
+                "topic '%s': unit must be a string", topic);
+  } else if (u != NULL &&
+             tw_unit_parse(json_string_value(u), &pu, &e) != TW_OK) {
+    if (report)
+      tw__cdiag(c, false, "unit", u, NULL, "topic '%s': %s", topic, e.msg);
+  }
+  if (d != NULL && !tw_dtype_parse(json_string_value(d), &t->dtype) && report)
+    tw__cdiag(c, false, "value", decl, "dtype",
+              "topic '%s': dtype must be f64, f32, i64, i32 or bool", topic);
+  if (report)
+    return;
+  t->unit = tw_strdup(json_is_string(u) ? json_string_value(u) : "");
+  t->known = t->unit != NULL;
+  if (t->unit == NULL)
+    (void)OOM(c);
+}
 
 static const char *const source_kinds[] = {"mcap", "kafka", "mqtt", "rtsp",
                                            NULL};
@@ -622,11 +698,20 @@ static int load_sources(tw_compose *c) {
       s->pub.path = s->path;
     }
     json_t *topics = json_object_get(v, "topics");
-    if (topics != NULL && !json_is_object(topics))
+    if (topics != NULL && !json_is_object(topics)) {
       tw__cdiag(c, false, "type", topics, NULL,
                 "source '%s': topics must be a mapping of topic: {unit, "
                 "size, dtype}",
                 key);
+    } else if (topics != NULL) {
+      const char *tk;
+      json_t *tv;
+      json_object_foreach(topics, tk, tv) {
+        tw__ctopic scratch;
+        memset(&scratch, 0, sizeof scratch);
+        declared_topic(c, s, tk, tv, &scratch, true);
+      }
+    }
   }
   return TW_OK;
 }
@@ -728,41 +813,7 @@ static tw__ctopic *source_topic(tw_compose *c, tw__csource *s,
   }
   json_t *decl = json_object_get(json_object_get(s->spec, "topics"), topic);
   if (decl != NULL) {
-    static const char *const keys[] = {"unit", "size", "dtype", NULL};
-    if (!json_is_object(decl)) {
-      tw__cdiag(c, false, "type", decl, NULL,
-                "source '%s': topic '%s' must be a mapping {unit, size, "
-                "dtype}",
-                s->name, topic);
-      return t;
-    }
-    tw__ckeys(c, decl, "a topic", keys);
-    json_t *u = json_object_get(decl, "unit");
-    json_t *z = json_object_get(decl, "size");
-    json_t *d = json_object_get(decl, "dtype");
-    t->unit = tw_strdup(json_is_string(u) ? json_string_value(u) : "");
-    t->size = 1;
-    if (z != NULL && (!json_is_integer(z) || json_integer_value(z) < 1 ||
-                      json_integer_value(z) > (1 << 20)))
-      tw__cdiag(c, false, "type", z, NULL,
-                "topic '%s': size must be an integer >= 1", topic);
-    else if (z != NULL)
-      t->size = (size_t)json_integer_value(z);
-    if (u != NULL && !json_is_string(u))
-      tw__cdiag(c, false, "type", u, NULL, "topic '%s': unit must be a string",
-                topic);
-    tw_unit pu;
-    tw_err e;
-    tw_err_init(&e);
-    if (json_is_string(u) &&
-        tw_unit_parse(json_string_value(u), &pu, &e) != TW_OK)
-      tw__cdiag(c, false, "unit", u, NULL, "topic '%s': %s", topic, e.msg);
-    if (d != NULL && !tw_dtype_parse(json_string_value(d), &t->dtype))
-      tw__cdiag(c, false, "value", d, NULL,
-                "topic '%s': dtype must be f64, f32, i64, i32 or bool", topic);
-    t->known = t->unit != NULL;
-    if (t->unit == NULL)
-      (void)OOM(c);
+    declared_topic(c, s, topic, decl, t, false);
     return t;
   }
   t->known = recorded_topic(c, s, t, at);
@@ -906,6 +957,18 @@ static int connect(tw_compose *c, json_t *v, json_t *blocks, json_t *conns) {
   if (fv == NULL || tv == NULL) {
     tw__cdiag(c, false, "missing", v, NULL, "a connection needs from and to");
     return TW_OK;
+  }
+  static const char *const sides[] = {"from", "to", "scale", "offset"};
+  for (int i = 0; i < 4; i++) {
+    json_t *x = json_object_get(v, sides[i]);
+    bool good = i < 2 ? json_is_string(x)
+                      : x == NULL || json_is_number(x) || json_is_string(x);
+    if (!good) { /* placed by its key: true and null have no place */
+      tw__cdiag(c, false, "type", v, sides[i], "%s must be %s, not %s",
+                sides[i], i < 2 ? "a string COMPONENT.PORT" : "a number",
+                type_name(x));
+      return TW_OK;
+    }
   }
   end a, b;
   bool ok = resolve(c, fv, true, &a);

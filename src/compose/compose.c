@@ -329,18 +329,23 @@ int tw__compose_add_text(tw_compose *c, const char *path, tw_buf *textp, int rc,
 
 /* Lays over onto base (both mappings), in place: mappings merge key by key,
  * anything else replaces (docker compose's rule for profiles). */
-static int merge(json_t *base, json_t *over) {
+static int merge(tw_compose *c, json_t *base, json_t *over) {
   const char *key;
   json_t *v;
   json_object_foreach(over, key, v) {
     json_t *b = json_object_get(base, key);
     if (json_is_object(b) && json_is_object(v)) {
-      int rc = merge(b, v);
+      int rc = merge(c, b, v);
       if (rc != TW_OK)
         return rc;
-    } else if (json_object_set(base, key, v) != 0) {
-      return TW_ENOMEM;
+      continue;
     }
+    /* What is replaced stays alive until the end: its address must not
+     * be reused by a value the documents' places would then name. */
+    if (b != NULL && json_array_append(c->graveyard, b) != 0)
+      return TW_ENOMEM;
+    if (json_object_set(base, key, v) != 0)
+      return TW_ENOMEM;
   }
   return TW_OK;
 }
@@ -384,11 +389,11 @@ static int apply_profile(tw_compose *c) {
               tw__did_you_mean(name, names, n, dym, sizeof dym));
     return TW_OK;
   }
-  json_incref(p);
-  int rc = json_object_del(c->root, "profiles") == 0 ? TW_OK : TW_ENOMEM;
+  int rc = json_array_append(c->graveyard, profiles) == 0 ? TW_OK : TW_ENOMEM;
   if (rc == TW_OK)
-    rc = merge(c->root, p);
-  json_decref(p);
+    rc = json_object_del(c->root, "profiles") == 0 ? TW_OK : TW_ENOMEM;
+  if (rc == TW_OK)
+    rc = merge(c, c->root, p);
   if (rc != TW_OK)
     return tw_err_set(c->err, rc, "compose: out of memory");
   return TW_OK;
@@ -441,7 +446,7 @@ static int apply_overlay(tw_compose *c, const char *path) {
     }
     if (!json_is_object(params))
       continue; /* reported by the compiler */
-    if (merge(params, v) != TW_OK)
+    if (merge(c, params, v) != TW_OK)
       return tw_err_set(c->err, TW_ENOMEM, "compose: out of memory");
   }
   return TW_OK;
@@ -475,6 +480,7 @@ void tw_compose_free(tw_compose *c) {
   }
   tw_free(c->sources);
   json_decref(c->root);
+  json_decref(c->graveyard);
   for (size_t i = 0; i < c->nfiles; i++) {
     tw_json_doc_free(c->files[i].doc);
     tw_free(c->files[i].path);
@@ -523,6 +529,9 @@ static int load(const char *path, tw_buf *text, const char *base_dir,
   } else if (text != NULL) {
     tw_buf_fini(text);
   }
+  /* (after the parse, which routes jansson's allocations to tw_alloc) */
+  if (rc == TW_OK && (c->graveyard = json_array()) == NULL)
+    rc = tw_err_set(&fatal, TW_ENOMEM, "out of memory");
   if (rc == TW_OK) {
     c->root = tw_json_doc_root(f->doc);
     json_incref(c->root);

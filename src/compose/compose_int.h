@@ -68,7 +68,8 @@ struct tw_compose {
   char *dir; /* the twin file's directory */
   tw__cdoc files[TW__COMPOSE_MAX_FILES];
   size_t nfiles;
-  json_t *root; /* the twin, profile and overlays merged (owned) */
+  json_t *root;      /* the twin, profile and overlays merged (owned) */
+  json_t *graveyard; /* values merging replaced, kept until the end */
   double dt;
   tw__ccomp *comps;
   size_t ncomps;

@@ -19,6 +19,7 @@
  * late goes through a second VJP call with only that cotangent (the VJP is
  * linear in it, and those outputs do not read the inputs).
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,7 +39,8 @@ typedef struct comp {
   tw_port *state, *params;
   char (*names)[TW__GRAPH_NAME_MAX];
   tw_port in_port, out_port;
-  size_t *poff; /* per block: index of its first parameter port */
+  size_t *poff;   /* per block: index of its first parameter port */
+  double *bounds; /* 2 * ntheta: the blocks' parameter bounds, min then max */
   tw_block_desc desc;
 } comp;
 
@@ -61,6 +63,7 @@ static void comp_free(void *p) {
   tw_free(c->params);
   tw_free(c->names);
   tw_free(c->poff);
+  tw_free(c->bounds);
   tw_free(c);
 }
 
@@ -469,6 +472,20 @@ int tw__graph_composite(tw_graph *g, tw_block **out, tw_err *err) {
     }
   }
   c->yoff[n] = y;
+  c->bounds = tw_calloc(2 * t + 1, sizeof(double));
+  if (c->bounds == NULL) {
+    comp_free(c);
+    return tw_err_set(err, TW_ENOMEM, "graph: out of memory");
+  }
+  for (size_t i = 0; i < n; i++) {
+    const tw_block_desc *d = g->blocks[i].desc;
+    for (size_t j = 0; j < d->ntheta; j++) {
+      c->bounds[c->toff[i] + j] =
+          d->param_min != NULL ? d->param_min[j] : -INFINITY;
+      c->bounds[t + c->toff[i] + j] =
+          d->param_max != NULL ? d->param_max[j] : INFINITY;
+    }
+  }
   c->in_port = (tw_port){"inputs", "", g->in_width, TW_F64};
   c->out_port = (tw_port){"outputs", "", g->out_width, TW_F64};
   tw_block_desc *d = &c->desc;
@@ -485,6 +502,8 @@ int tw__graph_composite(tw_graph *g, tw_block **out, tw_err *err) {
   d->nu = g->in_width;
   d->ny = g->out_width;
   d->ntheta = t;
+  d->param_min = c->bounds;
+  d->param_max = c->bounds + t;
   d->differentiable = true;
   for (size_t i = 0; i < n; i++)
     d->differentiable = d->differentiable && g->blocks[i].desc->differentiable;

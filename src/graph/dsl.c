@@ -259,15 +259,20 @@ static int value(lexer *lx, bool words, json_t **out) {
 }
 
 /* A name (a word without '.' or ':'). */
-static int name(lexer *lx, char *out, size_t cap, size_t *at) {
+/* A name; dotted (graph inputs and outputs: "plant.x") when dots. */
+static int name_dots(lexer *lx, char *out, size_t cap, size_t *at, bool dots) {
   *at = lx->at;
   if (lx->kind != T_WORD || lx->n >= cap ||
-      memchr(lx->s + lx->at, '.', lx->n) != NULL ||
+      (!dots && memchr(lx->s + lx->at, '.', lx->n) != NULL) ||
       memchr(lx->s + lx->at, ':', lx->n) != NULL)
     return lerr(lx, lx->at, "expected a name");
   memcpy(out, lx->s + lx->at, lx->n);
   out[lx->n] = '\0';
   return next(lx);
+}
+
+static int name(lexer *lx, char *out, size_t cap, size_t *at) {
+  return name_dots(lx, out, cap, at, false);
 }
 
 /* block.port as a JSON string. */
@@ -435,7 +440,7 @@ static int statement(lexer *lx, json_t *root, json_t **cur) {
     size_t nat;
     int rc = next(lx);
     if (rc == TW_OK)
-      rc = name(lx, nm, sizeof nm, &nat);
+      rc = name_dots(lx, nm, sizeof nm, &nat, true);
     json_t *ins = rc == TW_OK ? member(lx, root, "inputs", nat) : NULL;
     if (rc == TW_OK && ins == NULL)
       return tw_err_set(lx->err, TW_ENOMEM, "out of memory");
@@ -504,7 +509,7 @@ static int statement(lexer *lx, json_t *root, json_t **cur) {
     json_t *r = NULL;
     int rc = next(lx);
     if (rc == TW_OK)
-      rc = name(lx, nm, sizeof nm, &nat);
+      rc = name_dots(lx, nm, sizeof nm, &nat, true);
     if (rc == TW_OK)
       rc = expect(lx, T_PUNCT, "=", "'='");
     if (rc == TW_OK)

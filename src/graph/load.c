@@ -383,6 +383,16 @@ static void set_params(loader *ld, tw__gblock *b, json_t *params) {
              b->name, key, j, x);
         break;
       }
+      /* The model's own bounds (a wasm descriptor's min and max). */
+      double mlo = d->param_min != NULL ? d->param_min[off + j] : -INFINITY;
+      double mhi = d->param_max != NULL ? d->param_max[off + j] : INFINITY;
+      if (x < mlo || x > mhi) {
+        diag(ld->d, val,
+             "block '%s': parameter '%s'[%zu] = %g is outside the model's "
+             "bounds [%g, %g]",
+             b->name, key, j, x, mlo, mhi);
+        break;
+      }
     }
   }
 }

@@ -8,6 +8,7 @@
  * instance (one store), so it runs on one thread at a time like every
  * block; the module is borrowed and must outlive the block.
  */
+#include <math.h>
 #include <string.h>
 
 #include "twin/alloc.h"
@@ -20,6 +21,7 @@ typedef struct wasm_block {
   tw_port *ports;    /* state, inputs, outputs, params */
   bool *feedthrough; /* noutputs x ninputs, from the descriptor */
   bool *required;    /* ninputs: no default in the descriptor */
+  double *bounds;    /* 2 * ntheta: min, then max */
   tw_block_desc desc;
 } wasm_block;
 
@@ -31,6 +33,7 @@ static void wb_free(void *p) {
   tw_free(w->ports);
   tw_free(w->feedthrough);
   tw_free(w->required);
+  tw_free(w->bounds);
   tw_free(w);
 }
 
@@ -161,5 +164,20 @@ int tw_sim_wasm_block(tw_wasm_module *m, const tw_wasm_limits *limits,
   for (size_t i = 0; i < d->ninputs; i++)
     w->required[i] = d->inputs[i].default_ == NULL;
   bd->input_required = w->required;
+  w->bounds = tw_calloc(2 * d->ntheta + 1, sizeof(double));
+  if (w->bounds == NULL) {
+    wb_free(w);
+    return tw_err_set(err, TW_ENOMEM, "wasm block: out of memory");
+  }
+  for (size_t p = 0, off = 0; p < d->nparams; p++) {
+    const tw_wasm_port *q = &d->params[p];
+    for (size_t j = 0; j < q->size; j++) {
+      w->bounds[off + j] = q->min != NULL ? q->min[j] : -INFINITY;
+      w->bounds[d->ntheta + off + j] = q->max != NULL ? q->max[j] : INFINITY;
+    }
+    off += q->size;
+  }
+  bd->param_min = w->bounds;
+  bd->param_max = w->bounds + d->ntheta;
   return tw_block_new(&wasm_ops, w, name != NULL ? name : d->name, out, err);
 }
