@@ -31,7 +31,10 @@ typedef struct tw_pool tw_pool;
 /* Creates a pool giving nthreads-way parallelism: nthreads-1 workers plus
  * the calling thread. nthreads 0 means the number of online CPUs; 1 creates
  * no thread and runs everything inline. TW_ENOMEM / TW_EIO (thread creation)
- * on failure, with nothing left behind. */
+ * on failure, with nothing left behind. Idle workers, and a caller waiting
+ * for its parallel-for's last chunks, spin for up to 0.2 ms before they
+ * sleep, so back-to-back parallel-fors do not pay a thread wake-up; a pool
+ * with more threads than online CPUs never spins. */
 TW_API int tw_pool_new(unsigned nthreads, tw_pool **out, tw_err *err);
 
 /* Runs every queued task, joins the workers and frees the pool. NULL is a

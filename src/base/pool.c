@@ -8,6 +8,17 @@
  * Workers sleep on work_cv and prefer helping a posted parallel-for job to
  * running queued tasks, since a job's caller is blocked until it ends.
  *
+ * Spin, then block. Waking a thread asleep on a condition variable costs
+ * tens of microseconds on a VM (the idle vCPU halts and the host must
+ * schedule it again), as much as a graph level's work. So a worker with
+ * nothing to do first spins for up to SPIN_NS watching pool->posts, which
+ * counts (under mu) every job posted, task queued and stop; a caller whose
+ * job still has helpers spins the same way on pool->helpers. Only then do
+ * they take mu and sleep, re-checking under mu what they watched, so no
+ * wake-up is lost. Spinning is off when the pool has more threads than
+ * the machine has CPUs: there a spinning thread takes a CPU from one
+ * with work.
+ *
  * Parallel-for invariants:
  *  - Chunk boundaries depend on (n, grain) only; chunks are claimed in
  *    increasing index order through job->next, by the caller and by any
@@ -26,6 +37,7 @@
  *    pool thread (worker, or caller busy running chunks) runs inline, so
  *    nesting never waits for a thread that is waiting for it.
  */
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -36,7 +48,14 @@
 #include <pthread.h>
 
 #include "twin/alloc.h"
+#include "twin/clock.h"
 #include "twin/pool.h"
+
+/* How long a thread with nothing to do spins before it sleeps: longer
+ * than the serial work between two parallel sections of a graph run
+ * (tens of microseconds), short enough that an idle pool stops using the
+ * CPU at once. */
+#define SPIN_NS 200000
 
 typedef struct pool_task {
   void (*fn)(void *arg);
@@ -66,10 +85,16 @@ struct tw_pool {
   pthread_cond_t idle_cv; /* pending reached 0 */
   pthread_cond_t done_cv; /* helpers reached 0 */
   pool_task *head, *tail;
-  size_t pending;   /* tasks queued or running */
-  bool stop;        /* tw_pool_free: drain the queue and exit */
-  pool_job *job;    /* posted parallel-for, or NULL */
-  unsigned helpers; /* workers currently inside job */
+  size_t pending; /* tasks queued or running */
+  bool stop;      /* tw_pool_free: drain the queue and exit */
+  pool_job *job;  /* posted parallel-for, or NULL */
+  /* Workers currently inside job. Written under mu; read without it by a
+   * spinning caller. */
+  atomic_size_t helpers;
+  /* Jobs posted + tasks queued + stop, changed under mu; read without it
+   * by spinning workers. */
+  atomic_size_t posts;
+  bool spin; /* spin before sleeping (nthreads <= online CPUs) */
 
   pthread_mutex_t job_mu; /* serialises parallel-for callers */
 };
@@ -139,6 +164,39 @@ static void job_run(tw_pool *pool, pool_job *job) {
     job_run_chunk(pool, job, c);
 }
 
+/* Tells the CPU this is a spin-wait: saves power and, on a CPU with SMT,
+ * leaves the core to the sibling thread. */
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spins up to SPIN_NS while (*v == x) == equal; true if that ended. Read
+ * without mu: the caller re-checks under mu. Every few microseconds it
+ * yields, so a thread of this pool that shares the CPU with it (when
+ * other processes keep the machine busy) gets to run. */
+static bool spin_while(const atomic_size_t *v, size_t x, bool equal) {
+  uint64_t deadline = tw_clock_mono_ns() + SPIN_NS;
+  for (unsigned i = 1;; i++) {
+    if ((atomic_load_explicit(v, memory_order_relaxed) == x) != equal)
+      return true;
+    cpu_relax();
+    if (i % 64 == 0) {
+      if (tw_clock_mono_ns() > deadline)
+        return false;
+      sched_yield();
+    }
+  }
+}
+
+/* Marks something new for workers to look at. Called under mu. */
+static void post(tw_pool *pool) {
+  atomic_fetch_add_explicit(&pool->posts, 1, memory_order_relaxed);
+}
+
 static void *worker_main(void *arg) {
   tw_pool *pool = arg;
   in_pool = true;
@@ -146,11 +204,14 @@ static void *worker_main(void *arg) {
   for (;;) {
     pool_job *job = pool->job;
     if (job != NULL && job_has_work(job)) {
-      pool->helpers++;
+      atomic_fetch_add_explicit(&pool->helpers, 1, memory_order_relaxed);
       pthread_mutex_unlock(&pool->mu);
       job_run(pool, job);
       pthread_mutex_lock(&pool->mu);
-      if (--pool->helpers == 0)
+      /* A spinning caller that sees 0 takes mu before it reads the
+       * job's result or returns, so mu orders everything here. */
+      if (atomic_fetch_sub_explicit(&pool->helpers, 1, memory_order_relaxed) ==
+          1)
         pthread_cond_broadcast(&pool->done_cv);
       continue;
     }
@@ -169,6 +230,17 @@ static void *worker_main(void *arg) {
     }
     if (pool->stop)
       break;
+    if (pool->spin) {
+      /* posts changes only under mu, so if it is still seen once mu is
+       * held again, nothing was posted and sleeping loses no wake-up. */
+      size_t seen = atomic_load_explicit(&pool->posts, memory_order_relaxed);
+      pthread_mutex_unlock(&pool->mu);
+      bool posted = spin_while(&pool->posts, seen, true);
+      pthread_mutex_lock(&pool->mu);
+      if (posted ||
+          atomic_load_explicit(&pool->posts, memory_order_relaxed) != seen)
+        continue;
+    }
     pthread_cond_wait(&pool->work_cv, &pool->mu);
   }
   pthread_mutex_unlock(&pool->mu);
@@ -179,6 +251,7 @@ static void *worker_main(void *arg) {
 static void pool_destroy(tw_pool *pool, unsigned nstarted) {
   pthread_mutex_lock(&pool->mu);
   pool->stop = true;
+  post(pool);
   pthread_cond_broadcast(&pool->work_cv);
   pthread_mutex_unlock(&pool->mu);
   for (unsigned i = 0; i < nstarted; i++)
@@ -232,14 +305,16 @@ static void block_async_signals(sigset_t *old) {
 }
 
 int tw_pool_new(unsigned nthreads, tw_pool **out, tw_err *err) {
-  if (nthreads == 0) {
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  if (nthreads == 0)
     nthreads = ncpu < 1 ? 1 : ncpu > 1024 ? 1024 : (unsigned)ncpu;
-  }
   tw_pool *pool = tw_calloc(1, sizeof *pool);
   if (pool == NULL)
     return tw_err_set(err, TW_ENOMEM, "tw_pool_new: out of memory");
   pool->nthreads = nthreads;
+  atomic_init(&pool->helpers, 0);
+  atomic_init(&pool->posts, 0);
+  pool->spin = ncpu >= 1 && nthreads <= (unsigned long)ncpu;
   if (nthreads > 1) {
     pool->workers = tw_calloc(nthreads - 1, sizeof *pool->workers);
     if (pool->workers == NULL) {
@@ -330,6 +405,7 @@ int tw_pool_parallel_for(tw_pool *pool, size_t n, size_t grain,
 
   pthread_mutex_lock(&pool->mu);
   pool->job = &job;
+  post(pool);
   pthread_cond_broadcast(&pool->work_cv);
   pthread_mutex_unlock(&pool->mu);
 
@@ -340,7 +416,13 @@ int tw_pool_parallel_for(tw_pool *pool, size_t n, size_t grain,
   /* No chunk is left to claim; wait for the chunks helpers still run. */
   pthread_mutex_lock(&pool->mu);
   pool->job = NULL;
-  while (pool->helpers > 0)
+  if (pool->spin &&
+      atomic_load_explicit(&pool->helpers, memory_order_relaxed) > 0) {
+    pthread_mutex_unlock(&pool->mu);
+    (void)spin_while(&pool->helpers, 0, false);
+    pthread_mutex_lock(&pool->mu);
+  }
+  while (atomic_load_explicit(&pool->helpers, memory_order_relaxed) > 0)
     pthread_cond_wait(&pool->done_cv, &pool->mu);
   int rc = job.rc;
   pthread_mutex_unlock(&pool->mu);
@@ -369,6 +451,7 @@ int tw_pool_submit(tw_pool *pool, void (*fn)(void *arg), void *arg) {
     pool->head = t;
   pool->tail = t;
   pool->pending++;
+  post(pool);
   pthread_cond_signal(&pool->work_cv);
   pthread_mutex_unlock(&pool->mu);
   return TW_OK;
