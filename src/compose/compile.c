@@ -494,8 +494,11 @@ static json_t *params_file(tw_compose *c, const tw__ccomp *k, json_t *ref) {
   }
   const char *p = json_string_value(ref);
   tw_buf path = TW_BUF_INIT;
-  if ((p[0] == '/' ? tw_buf_printf(&path, "%s", p)
-                   : tw_buf_printf(&path, "%s/%s", c->dir, p)) != TW_OK) {
+  int frc = p[0] == '/' ? TW_OK : tw__cdir_of(c, ref, &path);
+  if (frc == TW_OK)
+    frc = tw_buf_printf(&path, "%s%s", p[0] == '/' ? "" : "/", p);
+  if (frc != TW_OK) {
+    tw_buf_fini(&path);
     (void)OOM(c);
     return NULL;
   }

@@ -90,6 +90,17 @@ static const tw__cdoc *locate(const tw_compose *c, json_t *v, const char *key,
   return c->nfiles > 0 ? &c->files[0] : NULL;
 }
 
+int tw__cdir_of(const tw_compose *c, json_t *v, tw_buf *out) {
+  unsigned line, col;
+  const tw__cdoc *f = locate(c, v, NULL, &line, &col);
+  if (f == NULL || f == &c->files[0] || line == 0)
+    return tw_buf_printf(out, "%s", c->dir);
+  const char *slash = strrchr(f->path, '/');
+  if (slash == NULL)
+    return tw_buf_printf(out, ".");
+  return tw_buf_printf(out, "%.*s", (int)(slash - f->path), f->path);
+}
+
 void tw__cdiag(tw_compose *c, bool warning, const char *code, json_t *v,
                const char *key, const char *fmt, ...) {
   char msg[1024];

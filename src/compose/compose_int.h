@@ -104,6 +104,9 @@ const char *tw__did_you_mean(const char *word, const char *const *names,
  * keys are extensions): an "unknown-key" error for each other one. */
 void tw__ckeys(tw_compose *c, json_t *v, const char *what,
                const char *const *allowed);
+/* The directory of the file v comes from (the twin's, an overlay's): what
+ * relative paths in it are relative to. */
+int tw__cdir_of(const tw_compose *c, json_t *v, tw_buf *out);
 /* The byte offset of v in the twin file's text (for the IR's marks). */
 bool tw__coffset(const tw_compose *c, json_t *v, size_t *offset);
 
