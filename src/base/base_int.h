@@ -42,6 +42,9 @@ size_t tw__log_format_line(char *out, size_t cap, tw_log_format format,
 /* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is invalid
  * (stray continuation byte, truncated, overlong, surrogate, > U+10FFFF). */
 size_t tw__utf8_seq_len(const unsigned char *s, size_t n);
+/* s[0..n) in single quotes into out[cap] (cap >= 16) for a message: control
+ * bytes and invalid UTF-8 as \xNN, text past 40 bytes cut to "..." (text.c). */
+void tw__quote_text(const char *s, size_t n, char *out, size_t cap);
 
 /* True if s[0..n) is well-formed UTF-8. */
 bool tw__utf8_valid(const char *s, size_t n);

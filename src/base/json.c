@@ -68,36 +68,6 @@ static void json_init(void) { pthread_once(&json_once, json_setup); }
 
 /* --- Shared helpers ---------------------------------------------------- */
 
-/* Writes s[0..n) to out[cap] (cap >= 16) in single quotes for a message,
- * with control characters and invalid UTF-8 as \xNN and text past 40 bytes
- * cut to "...". Keys and tokens come from the user and must not garble a
- * terminal or a log line. */
-static void quote_text(const char *s, size_t n, char *out, size_t cap) {
-  const unsigned char *u = (const unsigned char *)s;
-  size_t shown = n < 40 ? n : 40;
-  size_t o = 0, i = 0;
-  out[o++] = '\'';
-  while (i < shown) {
-    size_t k = tw__utf8_seq_len(u + i, n - i);
-    if (o + (k > 4 ? k : 4) + 6 > cap)
-      break;
-    if (k == 0 || u[i] < 0x20 || u[i] == 0x7F) {
-      o += (size_t)snprintf(out + o, cap - o, "\\x%02x", u[i]);
-      i++;
-    } else {
-      memcpy(out + o, u + i, k);
-      o += k;
-      i += k;
-    }
-  }
-  if (i < n) {
-    memcpy(out + o, "...", 3);
-    o += 3;
-  }
-  out[o++] = '\'';
-  out[o] = '\0';
-}
-
 /* --- Parser ------------------------------------------------------------ */
 
 typedef struct parser {
@@ -250,7 +220,7 @@ static int parse_escape(parser *ps, size_t quote, size_t *i) {
   if (got < 0) {
     char shown[64];
     size_t avail = ps->len - at < 6 ? ps->len - at : 6;
-    quote_text((const char *)ps->d + at, avail, shown, sizeof shown);
+    tw__quote_text((const char *)ps->d + at, avail, shown, sizeof shown);
     return perr(ps, at, "invalid escape %s", shown);
   }
   size_t next = at + 6;
@@ -391,14 +361,14 @@ static int parse_number(parser *ps, json_t **out) {
   char shown[64];
   bool is_int;
   if (!number_syntax_ok(t, n, &is_int)) {
-    quote_text((const char *)t, n, shown, sizeof shown);
+    tw__quote_text((const char *)t, n, shown, sizeof shown);
     return perr(ps, start, "invalid number %s", shown);
   }
   json_t *v = NULL;
   if (is_int) {
     json_int_t i;
     if (!to_int64(t, n, &i)) {
-      quote_text((const char *)t, n, shown, sizeof shown);
+      tw__quote_text((const char *)t, n, shown, sizeof shown);
       return perr(ps, start, "integer %s does not fit in 64 bits", shown);
     }
     v = json_integer(i);
@@ -417,7 +387,7 @@ static int parse_number(parser *ps, json_t **out) {
       tw_free(copy);
     /* Underflow to zero or a subnormal is accepted, as strtod rounds it. */
     if (!isfinite(x)) {
-      quote_text((const char *)t, n, shown, sizeof shown);
+      tw__quote_text((const char *)t, n, shown, sizeof shown);
       return perr(ps, start, "number %s is out of range", shown);
     }
     v = json_real(x);
@@ -444,7 +414,7 @@ static int parse_literal(parser *ps, json_t **out) {
     *out = json_null();
   else {
     char shown[64];
-    quote_text(t, n, shown, sizeof shown);
+    tw__quote_text(t, n, shown, sizeof shown);
     return perr(ps, start, "invalid literal %s", shown);
   }
   ps->pos = end;
@@ -502,7 +472,7 @@ static int parse_member(parser *ps, unsigned depth, json_t *obj) {
     return rc;
   if (json_object_getn(obj, key, n) != NULL) {
     char shown[64];
-    quote_text(key, n, shown, sizeof shown);
+    tw__quote_text(key, n, shown, sizeof shown);
     return perr(ps, key_at, "duplicate key %s", shown);
   }
   /* A decoded key lives in scratch, which the value will overwrite. */
@@ -1258,7 +1228,7 @@ int tw_json_check_keys(const json_t *obj, const char *where,
       known = strlen(allowed[i]) == n && memcmp(allowed[i], key, n) == 0;
     if (!known) {
       char shown[64];
-      quote_text(key, n, shown, sizeof shown);
+      tw__quote_text(key, n, shown, sizeof shown);
       return tw_err_set(err, TW_EINVAL, "%s%sunknown field %s", w ? where : "",
                         w ? ": " : "", shown);
     }

@@ -93,3 +93,33 @@ int tw__hex_value(int c) {
     return c - 'A' + 10;
   return -1;
 }
+
+/* Writes s[0..n) to out[cap] (cap >= 16) in single quotes for a message,
+ * with control characters and invalid UTF-8 as \xNN and text past 40 bytes
+ * cut to "...". Keys and tokens come from the user and must not garble a
+ * terminal or a log line. */
+void tw__quote_text(const char *s, size_t n, char *out, size_t cap) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t shown = n < 40 ? n : 40;
+  size_t o = 0, i = 0;
+  out[o++] = '\'';
+  while (i < shown) {
+    size_t k = tw__utf8_seq_len(u + i, n - i);
+    if (o + (k > 4 ? k : 4) + 6 > cap)
+      break;
+    if (k == 0 || u[i] < 0x20 || u[i] == 0x7F) {
+      o += (size_t)snprintf(out + o, cap - o, "\\x%02x", u[i]);
+      i++;
+    } else {
+      memcpy(out + o, u + i, k);
+      o += k;
+      i += k;
+    }
+  }
+  if (i < n) {
+    memcpy(out + o, "...", 3);
+    o += 3;
+  }
+  out[o++] = '\'';
+  out[o] = '\0';
+}

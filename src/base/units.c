@@ -218,35 +218,6 @@ static bool acc_mul(acc *a, const acc *b, int e) {
 
 /* --- Messages ------------------------------------------------------------ */
 
-/* Writes s[0..n) in single quotes into out[cap] (cap >= 16), control bytes
- * and invalid UTF-8 as \xNN, text past 40 bytes cut to "...": it comes from
- * the user and must not garble a terminal or a log line. */
-static void quote(const char *s, size_t n, char *out, size_t cap) {
-  const unsigned char *u = (const unsigned char *)s;
-  size_t shown = n < 40 ? n : 40;
-  size_t o = 0, i = 0;
-  out[o++] = '\'';
-  while (i < shown) {
-    size_t k = tw__utf8_seq_len(u + i, n - i);
-    if (o + (k > 4 ? k : 4) + 6 > cap)
-      break;
-    if (k == 0 || u[i] < 0x20 || u[i] == 0x7F) {
-      o += (size_t)snprintf(out + o, cap - o, "\\x%02x", u[i]);
-      i++;
-    } else {
-      memcpy(out + o, u + i, k);
-      o += k;
-      i += k;
-    }
-  }
-  if (i < n) {
-    memcpy(out + o, "...", 3);
-    o += 3;
-  }
-  out[o++] = '\'';
-  out[o] = '\0';
-}
-
 /* --- Unit parser --------------------------------------------------------- */
 
 typedef struct parser {
@@ -274,7 +245,7 @@ static void perr_record(parser *p, size_t at, const char *fmt, ...) {
   if (p->err == NULL || p->err->code != TW_OK)
     return;
   char text[200], msg[300];
-  quote(p->s, p->len, text, sizeof text);
+  tw__quote_text(p->s, p->len, text, sizeof text);
   va_list ap;
   va_start(ap, fmt);
   (void)vsnprintf(msg, sizeof msg, fmt, ap);
@@ -386,7 +357,7 @@ static int parse_factor(parser *p, unsigned depth, acc *out) {
     def = lookup(p->s + p->pos, e - p->pos, &p10);
     if (def == NULL) {
       char name[200];
-      quote(p->s + p->pos, e - p->pos, name, sizeof name);
+      tw__quote_text(p->s + p->pos, e - p->pos, name, sizeof name);
       return perr(p, at, "unknown unit %s", name);
     }
     for (int i = 0; i < TW_UNIT_NBASE; i++)
@@ -399,7 +370,7 @@ static int parse_factor(parser *p, unsigned depth, acc *out) {
     p->atoms++;
   } else {
     char shown[32];
-    quote(p->s + p->pos, 1, shown, sizeof shown);
+    tw__quote_text(p->s + p->pos, 1, shown, sizeof shown);
     return perr(p, at, "expected a unit, found %s", shown);
   }
 
@@ -456,7 +427,7 @@ static int parse_expr(parser *p, unsigned depth, acc *out) {
     char c = p->s[p->pos];
     if (c != '*' && c != '.' && c != '/') {
       char shown[32];
-      quote(p->s + p->pos, 1, shown, sizeof shown);
+      tw__quote_text(p->s + p->pos, 1, shown, sizeof shown);
       return perr(p, op_at, "expected '*', '/' or the end, found %s", shown);
     }
     if (p->af != NULL)
@@ -619,7 +590,7 @@ static void describe(const tw_unit *u, const char *name, char *out,
     return;
   }
   char q[200];
-  quote(name, strlen(name), q, sizeof q);
+  tw__quote_text(name, strlen(name), q, sizeof q);
   (void)snprintf(out, cap, "%s (%s)", q, dim);
 }
 

@@ -134,35 +134,6 @@ static int nomem(loader *ld) {
                     ld->source);
 }
 
-/* Writes s[0..n) to out[cap] (cap >= 16) in single quotes for a message,
- * control characters and invalid UTF-8 as \xNN, text past 40 bytes cut to
- * "...": it comes from the user and must not garble a terminal. */
-static void quote(const char *s, size_t n, char *out, size_t cap) {
-  const unsigned char *u = (const unsigned char *)s;
-  size_t shown = n < 40 ? n : 40;
-  size_t o = 0, i = 0;
-  out[o++] = '\'';
-  while (i < shown) {
-    size_t k = tw__utf8_seq_len(u + i, n - i);
-    if (o + (k > 4 ? k : 4) + 6 > cap)
-      break;
-    if (k == 0 || u[i] < 0x20 || u[i] == 0x7F) {
-      o += (size_t)snprintf(out + o, cap - o, "\\x%02x", u[i]);
-      i++;
-    } else {
-      memcpy(out + o, u + i, k);
-      o += k;
-      i += k;
-    }
-  }
-  if (i < n) {
-    memcpy(out + o, "...", 3);
-    o += 3;
-  }
-  out[o++] = '\'';
-  out[o] = '\0';
-}
-
 /* The suffix of a tag of the core schema, or NULL. */
 static const char *core_suffix(const char *tag) {
   return strncmp(tag, CORE_TAG, sizeof CORE_TAG - 1) == 0
@@ -180,14 +151,14 @@ static void tag_name(const char *tag, char *out, size_t cap) {
   if (plain)
     (void)snprintf(out, cap, "'!!%s'", core);
   else
-    quote(tag, strlen(tag), out, cap);
+    tw__quote_text(tag, strlen(tag), out, cap);
 }
 
 /* An alias for messages: '*name'. */
 static void alias_name(const char *name, char *out, size_t cap) {
   char star[64];
   (void)snprintf(star, sizeof star, "*%s", name);
-  quote(star, strlen(star), out, cap);
+  tw__quote_text(star, strlen(star), out, cap);
 }
 
 /* --- Places ---------------------------------------------------------- */
@@ -366,7 +337,7 @@ static int scalar_kind(loader *ld, const yaml_event_t *ev, size_t at,
 static int bad_scalar(loader *ld, size_t at, const char *prefix, const char *s,
                       size_t n, const char *what) {
   char shown[64];
-  quote(s, n, shown, sizeof shown);
+  tw__quote_text(s, n, shown, sizeof shown);
   return fail(ld, TW_EPARSE, at, "%s%s %s", prefix, shown, what);
 }
 
@@ -559,7 +530,7 @@ static int take_key(loader *ld, frame *f, const char *s, size_t n, bool merge,
     return rc;
   unsigned l = 0, c = 0;
   char shown[64];
-  quote(s, n, shown, sizeof shown);
+  tw__quote_text(s, n, shown, sizeof shown);
   if (merge && f->merge_at != NO_PLACE) {
     line_col(ld, f->merge_at, &l, &c);
     return fail(ld, TW_EPARSE, at, "duplicate key %s (first at %u:%u)", shown,
