@@ -280,9 +280,12 @@ static int block_vjp(comp *c, size_t i, const tw_vjp_args *a, const double *xn,
   return TW_OK;
 }
 
+/* The reverse walk of a tick whose forward ran last (tick left every
+ * block's inputs in place and its next state in the scratch xn). */
+static int reverse(comp *c, const tw_vjp_args *a, tw_err *err);
+
 static int comp_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
   comp *c = p;
-  tw_graph *g = c->g;
   const tw_block_desc *d = &c->desc;
   /* Re-run the tick for every block's inputs (into a scratch x_next). */
   double *xn = c->gx + d->nx; /* scratch: nx values after gx */
@@ -290,6 +293,29 @@ static int comp_vjp(void *p, const tw_vjp_args *a, tw_err *err) {
   int rc = tick(c, &s, err);
   if (rc != TW_OK)
     return rc;
+  return reverse(c, a, err);
+}
+
+/* linearize: the step itself, keeping what the walk needs (the blocks'
+ * inputs stay in their buffers; the next state is copied to the scratch),
+ * so pullback need not run the tick again. */
+static int comp_linearize(void *p, const tw_step_args *a, tw_err *err) {
+  comp *c = p;
+  int rc = tick(c, a, err);
+  if (rc == TW_OK)
+    memcpy(c->gx + c->desc.nx, a->x_next, c->desc.nx * sizeof(double));
+  return rc;
+}
+
+static int comp_pullback(void *p, const tw_vjp_args *a, tw_err *err) {
+  return reverse(p, a, err);
+}
+
+static int reverse(comp *c, const tw_vjp_args *a, tw_err *err) {
+  tw_graph *g = c->g;
+  const tw_block_desc *d = &c->desc;
+  double *xn = c->gx + d->nx;
+  int rc;
   double *gx = a->gx != NULL ? a->gx : c->gx;
   memset(gx, 0, d->nx * sizeof(double));
   if (a->gu != NULL)
@@ -387,6 +413,8 @@ static const tw_block_ops comp_ops = {
     .free = comp_free,
     .usage = comp_usage,
     .init_vjp = comp_init_vjp,
+    .linearize = comp_linearize,
+    .pullback = comp_pullback,
 };
 
 int tw__graph_composite(tw_graph *g, tw_block **out, tw_err *err) {

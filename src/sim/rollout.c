@@ -178,6 +178,24 @@ int tw_sim_forward(tw_block *b, const tw_rollout_opts *o, const double *x0,
   return rc;
 }
 
+/* The step of the reverse sweep whose outputs the loss needs: a
+ * linearisation, so the VJP that follows (tw_block_pullback) reuses the
+ * step instead of running it again (blocks without one step as usual). */
+static int lin_step(tw_block *b, const tw_rollout_opts *o, work *w,
+                    const double *theta, const double *u, int64_t k,
+                    tw_err *err) {
+  const tw_block_desc *d = tw_block_describe(b);
+  tw_step_args a = {o->t0 + (double)k * o->dt, o->dt, k,       w->cur,
+                    u_row(u, d->nu, k),        theta, w->next, w->y};
+  int rc = tw_block_linearize(b, &a, err);
+  if (rc == TW_OK && o->check_finite) {
+    rc = check_vec(b, "forward", "x_next", k, w->next, d->nx, err);
+    if (rc == TW_OK)
+      rc = check_vec(b, "forward", "y", k, w->y, d->ny, err);
+  }
+  return rc;
+}
+
 /* REVERSE k: the current state is x[k]. */
 static int reverse_step(tw_block *b, const tw_rollout_opts *o, work *w,
                         const double *theta, const double *u,
@@ -188,7 +206,7 @@ static int reverse_step(tw_block *b, const tw_rollout_opts *o, work *w,
   const double *gy = NULL;
   if (term) {
     set_next(w);
-    int rc = plain_step(b, o, w, theta, u, k, true, err);
+    int rc = lin_step(b, o, w, theta, u, k, err);
     if (rc != TW_OK)
       return rc;
     double v = 0;
@@ -215,7 +233,7 @@ static int reverse_step(tw_block *b, const tw_rollout_opts *o, work *w,
                    gu != NULL ? w->gu_row : NULL,
                    gtheta,
                    o->wrt};
-  int rc = tw_block_step_vjp(b, &a, err);
+  int rc = term ? tw_block_pullback(b, &a, err) : tw_block_step_vjp(b, &a, err);
   double *t = w->gx;
   w->gx = w->gx_term;
   w->gx_term = t;
