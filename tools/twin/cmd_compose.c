@@ -169,8 +169,9 @@ static int recording_ticks(const char *path, double dt, unsigned long *ticks,
     return rc;
   const tw_trace_info *info = tw_trace_reader_info(r);
   double end = (double)info->stats.message_end_time / 1e9;
-  tw_trace_reader_close(r);
-  if (info->stats.message_count == 0)
+  uint64_t count = info->stats.message_count;
+  tw_trace_reader_close(r); /* info is the reader's */
+  if (count == 0)
     return tw_err_set(err, TW_EINVAL, "%s: the recording has no messages",
                       path);
   *ticks = (unsigned long)floor(end / dt + 1e-9) + 1;
