@@ -182,6 +182,32 @@ TW_API int tw_graph_grad(tw_graph *g, int64_t ticks, const double *inputs,
                          size_t nwrt, const char *schedule, double *loss_out,
                          double *gtheta, tw_err *err);
 
+/* --- Losses computed in C ------------------------------------------------ */
+
+/* A weighted squared error of the graph's outputs against targets, summed
+ * over ticks, as a tw_loss for tw_graph_grad whose term never leaves C:
+ *
+ *     L = sum over ticks k, columns j of weight[j] * (y[k][j] - target[k][j])^2
+ *
+ * where y[k] is the row of graph outputs at tick k (tw_graph_output_width
+ * = ny values, outputs in order). target holds ticks rows of ny values
+ * (NULL: all 0, so weight 0.5 gives the CLI's 1/2 |y|^2); a NaN target is
+ * a missing sample that adds nothing. weight holds ny values (NULL: all 1);
+ * a weight of 0 leaves the column out. Both arrays are borrowed, as is s
+ * by the loss: they must live, unchanged, while the loss is used. A term
+ * for a tick at or past ticks fails with TW_ERANGE (a gradient over more
+ * ticks than the targets cover). The loss allocates nothing and keeps no
+ * state: it may serve several gradients, also on several threads. */
+typedef struct tw_graph_sqerr {
+  size_t ny;            /* values per output row */
+  int64_t ticks;        /* rows of target */
+  const double *target; /* ticks * ny values, row-major; NULL: zeros */
+  const double *weight; /* ny values; NULL: ones */
+} tw_graph_sqerr;
+
+/* Fills *loss (every field) with the squared error s describes. */
+TW_API void tw_graph_sqerr_loss(tw_graph_sqerr *s, tw_loss *loss);
+
 /* --- Traces ------------------------------------------------------------- */
 
 /* A run recorded as an MCAP trace (trace.h; docs/graph.md "Traces"), and

@@ -6,6 +6,8 @@
  *   DIR/oci-layout              {"imageLayoutVersion": "1.0.0"}
  *   DIR/index.json              {"schemaVersion": 2, "manifests": [...]}
  *   DIR/blobs/sha256/<64 hex>   the content whose digest is the name
+ *   DIR/uploads/                blobs being written (writers, sessions)
+ *   DIR/.lock                   flock(2): shared by adders, exclusive by GC
  *
  * Graphs name models by digest ("wasm:sha256:<64 hex>", docs/graph.md),
  * `twin model add` puts them here, and the registry serves its blobs from
@@ -14,7 +16,8 @@
  * (docs/adr/0007-local-model-store.md).
  *
  * Invariants: a blob appears under its name whole or not at all (written
- * to a temporary file in DIR, synced, renamed, the directory synced), and
+ * to a file under DIR/uploads, verified, synced, renamed, the directory
+ * synced), and
  * what tw_store_read returns hashes to the digest asked for: a blob whose
  * content does not is reported (TW_EDIGEST), never returned.
  *
@@ -27,6 +30,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "twin/buf.h"
 #include "twin/common.h"
@@ -84,6 +88,99 @@ TW_API int tw_store_read(const tw_store *s, const char *digest,
 
 /* Hashes the blob digest again: TW_OK, TW_ENOENT or TW_EDIGEST. */
 TW_API int tw_store_verify(const tw_store *s, const char *digest, tw_err *err);
+
+/* --- Streamed writes ------------------------------------------------------
+ *
+ * A writer receives a blob in pieces of any size, hashing them as they are
+ * written to a file of the store's upload area (DIR/uploads/), and on
+ * commit checks the digest and size it was promised, syncs the file,
+ * renames it to blobs/sha256/<hex> and syncs that directory. Until the
+ * rename nothing under blobs/ changes, so a crash or kill -9 at any point
+ * leaves at most a file under uploads/ (removed by tw_store_uploads_gc),
+ * never a partial blob.
+ *
+ * A writer belongs to one thread at a time; any number of writers may be
+ * open on one store, in one or several processes. */
+typedef struct tw_store_writer tw_store_writer;
+
+/* Opens a writer on a new temporary file DIR/uploads/.tmp-blob-XXXXXX
+ * (the upload area is created when missing). */
+TW_API int tw_store_writer_open(tw_store *s, tw_store_writer **out,
+                                tw_err *err);
+
+/* Opens a writer on the existing file path, which must lie in the store's
+ * upload area (an upload session's data file), keeping its first offset
+ * bytes (what follows is cut off: an append that was not recorded) and
+ * hashing them again, so the writer continues where the session was.
+ * TW_ERANGE when the file is shorter than offset. The writer does not own
+ * the file: tw_store_writer_close leaves it in place. */
+TW_API int tw_store_writer_resume(tw_store *s, const char *path,
+                                  uint64_t offset, tw_store_writer **out,
+                                  tw_err *err);
+
+/* Appends data[0..n) (hashing it). TW_ESTATE after a commit was tried. On
+ * an I/O failure the bytes written so far are cut off again, so the size
+ * is as before the call. */
+TW_API int tw_store_writer_append(tw_store_writer *w, const void *data,
+                                  size_t n, tw_err *err);
+
+/* Bytes written so far. */
+TW_API uint64_t tw_store_writer_size(const tw_store_writer *w);
+
+/* Makes what was appended durable (fdatasync). */
+TW_API int tw_store_writer_sync(tw_store_writer *w, tw_err *err);
+
+/* Finishes the blob: when expect_digest is not NULL the content must hash
+ * to it (TW_EDIGEST otherwise, naming both digests; TW_EINVAL for a
+ * malformed or non-sha256 digest), when expect_size >= 0 it must have
+ * that many bytes (TW_ERANGE). Then the file is synced, renamed to its
+ * blob (an existing blob is replaced by the same bytes, which also makes
+ * it young again for garbage collection) and the blob directory synced;
+ * the rename happens under the store's shared lock (tw_store_lock). The
+ * digest, with a terminator, goes to digest (may be NULL). Whatever the
+ * outcome, the writer accepts no more bytes: close it. */
+TW_API int tw_store_writer_commit(tw_store_writer *w, const char *expect_digest,
+                                  int64_t expect_size,
+                                  char digest[TW_STORE_DIGEST_LEN + 1],
+                                  tw_err *err);
+
+/* Frees the writer. A temporary file of tw_store_writer_open that was not
+ * committed is removed; the file of tw_store_writer_resume stays. NULL is
+ * a no-op. */
+TW_API void tw_store_writer_close(tw_store_writer *w);
+
+/* Adds data[0..n) as a blob through a writer (digest as for commit). */
+TW_API int tw_store_add(tw_store *s, const void *data, size_t n,
+                        const char *expect_digest,
+                        char digest[TW_STORE_DIGEST_LEN + 1], tw_err *err);
+
+/* Whether the blob digest is present, with its size (may be NULL).
+ * TW_ENOENT when absent, TW_EINVAL for a malformed digest. Does not hash. */
+TW_API int tw_store_stat(const tw_store *s, const char *digest, int64_t *size,
+                         tw_err *err);
+
+/* --- The store's lock ---------------------------------------------------
+ *
+ * DIR/.lock, taken with flock(2): shared by everything that makes a blob
+ * appear or become referenced (commits, cross-repository mounts, manifest
+ * pushes), exclusive by garbage collection while it marks and sweeps, so a
+ * collection never decides on a blob while a push is half-way through
+ * referencing it. Shared holders never wait for each other; holding the
+ * shared lock twice in one thread is allowed (flock grants a shared lock
+ * whenever no exclusive one is held). */
+
+/* Takes the lock; *fd receives the handle for tw_store_unlock. */
+TW_API int tw_store_lock(const tw_store *s, bool exclusive, int *fd,
+                         tw_err *err);
+/* Releases a lock of tw_store_lock; a negative fd is a no-op. */
+TW_API void tw_store_unlock(int fd);
+
+/* Removes temporary files of writers under DIR/uploads/ and in DIR (left
+ * by a crash or a kill) not modified for max_age_s seconds, counting them
+ * in *removed (may be NULL). Directories of upload sessions are the
+ * registry's (tw_reg_upload_gc). */
+TW_API int tw_store_uploads_gc(tw_store *s, int64_t max_age_s, size_t *removed,
+                               tw_err *err);
 
 TW_EXTERN_C_END
 

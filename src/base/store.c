@@ -3,17 +3,22 @@
  * whose blobs are named by their SHA-256 digest.
  *
  * Invariants: blobs are only ever created by renaming a complete, synced
- * temporary file of the store's own directory (".tmp-blob-XXXXXX", as
- * the local layouts of container tools keep theirs) onto their name, so a
- * crash leaves at most a stray temporary, never a partial blob; and every
- * read hashes what it returns, so a blob damaged on disk is an error.
+ * and verified file of the store's upload area (DIR/uploads/: writers'
+ * ".tmp-blob-XXXXXX" temporaries and the registry's upload sessions) onto
+ * their name, under the shared store lock, so a crash leaves at most a
+ * stray file under uploads/, never a partial blob, and garbage collection
+ * (which holds the lock exclusively) never races a rename; and every read
+ * hashes what it returns, so a blob damaged on disk is an error.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "twin/alloc.h"
@@ -134,6 +139,11 @@ int tw_store_open(const char *dir, bool create, tw_store **out, tw_err *err) {
   if (rc == TW_OK && create) {
     tw_buf blobs = TW_BUF_INIT;
     if (tw_buf_printf(&blobs, "%s/blobs/sha256", d.data) != TW_OK)
+      rc = tw_err_set(err, TW_ENOMEM, "out of memory");
+    if (rc == TW_OK)
+      rc = make_dirs(blobs.data, err);
+    tw_buf_reset(&blobs);
+    if (rc == TW_OK && tw_buf_printf(&blobs, "%s/uploads", d.data) != TW_OK)
       rc = tw_err_set(err, TW_ENOMEM, "out of memory");
     if (rc == TW_OK)
       rc = make_dirs(blobs.data, err);
@@ -280,25 +290,322 @@ int tw_store_verify(const tw_store *s, const char *digest, tw_err *err) {
   return rc;
 }
 
-/* Copies fd_in (path) to fd_out (tmp), hashing it. */
-static int copy_hashing(int fd_in, const char *path, int fd_out,
-                        const char *tmp, uint8_t md[TW_SHA256_LEN],
-                        tw_err *err) {
-  tw_sha256_state *h = NULL;
+/* --- Writers ------------------------------------------------------------ */
+
+struct tw_store_writer {
+  tw_store *s;
+  char *path;
+  int fd;
+  uint64_t size;
+  tw_sha256_state *h;
+  bool owns_file; /* a temporary of tw_store_writer_open */
+  bool finished;  /* commit was tried: no more bytes */
+  bool committed; /* the file is a blob now */
+};
+
+/* DIR/uploads, created when missing (stores made before it existed). */
+static int uploads_dir(const tw_store *s, tw_buf *out, tw_err *err) {
+  if (tw_buf_printf(out, "%s/uploads", s->dir) != TW_OK)
+    return tw_err_set(err, TW_ENOMEM, "model store: out of memory");
+  if (mkdir(out->data, 0755) != 0 && errno != EEXIST)
+    return tw_err_sys(err, errno, "%s: cannot create the directory", out->data);
+  return TW_OK;
+}
+
+static int writer_new(tw_store *s, tw_store_writer **out, tw_err *err) {
+  tw_store_writer *w = tw_calloc(1, sizeof *w);
+  if (w == NULL || tw_sha256_new(&w->h) != TW_OK) {
+    tw_free(w);
+    return tw_err_set(err, TW_ENOMEM, "model store: out of memory");
+  }
+  w->s = s;
+  w->fd = -1;
+  *out = w;
+  return TW_OK;
+}
+
+int tw_store_writer_open(tw_store *s, tw_store_writer **out, tw_err *err) {
+  tw_store_writer *w = NULL;
+  tw_buf p = TW_BUF_INIT;
+  int rc = writer_new(s, &w, err);
+  if (rc == TW_OK)
+    rc = uploads_dir(s, &p, err);
+  if (rc == TW_OK && tw_buf_puts(&p, "/.tmp-blob-XXXXXX") != TW_OK)
+    rc = tw_err_set(err, TW_ENOMEM, "model store: out of memory");
+  if (rc == TW_OK && (w->fd = mkostemp(p.data, O_CLOEXEC)) < 0)
+    rc = tw_err_sys(err, errno, "%s: cannot create a temporary file", p.data);
+  if (rc == TW_OK) {
+    w->owns_file = true;
+    w->path = tw_buf_take(&p, NULL);
+    if (w->path == NULL) {
+      (void)unlink(p.data);
+      rc = tw_err_set(err, TW_ENOMEM, "model store: out of memory");
+    }
+  }
+  if (rc != TW_OK) {
+    if (w != NULL && w->fd >= 0)
+      close(w->fd);
+    if (w != NULL)
+      w->fd = -1, w->owns_file = false;
+    tw_store_writer_close(w);
+    tw_buf_fini(&p);
+    return rc;
+  }
+  *out = w;
+  return TW_OK;
+}
+
+/* Hashes the first n bytes of w's file into w's hasher. */
+static int rehash(tw_store_writer *w, uint64_t n, tw_err *err) {
   char *buf = tw_alloc(COPY_CHUNK);
-  int rc = buf != NULL ? tw_sha256_new(&h) : TW_ENOMEM;
-  if (rc != TW_OK)
-    rc = tw_err_set(err, rc, "%s: out of memory", path);
+  if (buf == NULL)
+    return tw_err_set(err, TW_ENOMEM, "model store: out of memory");
+  int rc = TW_OK;
+  for (uint64_t done = 0; rc == TW_OK && done < n;) {
+    size_t want = n - done < COPY_CHUNK ? (size_t)(n - done) : COPY_CHUNK;
+    ssize_t got = pread(w->fd, buf, want, (off_t)done);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0)
+      rc = tw_err_sys(err, errno, "%s: read failed", w->path);
+    else if (got == 0)
+      rc = tw_err_set(err, TW_ERANGE, "%s: shorter than %llu bytes", w->path,
+                      (unsigned long long)n);
+    else if (tw_sha256_update(w->h, buf, (size_t)got) != TW_OK)
+      rc = tw_err_set(err, TW_EINTERNAL, "%s: cannot hash", w->path);
+    else
+      done += (uint64_t)got;
+  }
+  tw_free(buf);
+  return rc;
+}
+
+int tw_store_writer_resume(tw_store *s, const char *path, uint64_t offset,
+                           tw_store_writer **out, tw_err *err) {
+  tw_store_writer *w = NULL;
+  int rc = writer_new(s, &w, err);
+  if (rc == TW_OK && (w->path = tw_strdup(path)) == NULL)
+    rc = tw_err_set(err, TW_ENOMEM, "model store: out of memory");
+  if (rc == TW_OK && (w->fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0)
+    rc = tw_err_sys(err, errno, "%s: cannot open", path);
+  struct stat st;
+  if (rc == TW_OK && fstat(w->fd, &st) != 0)
+    rc = tw_err_sys(err, errno, "%s: cannot stat", path);
+  if (rc == TW_OK && !S_ISREG(st.st_mode))
+    rc = tw_err_set(err, TW_EINVAL, "%s: not a regular file", path);
+  if (rc == TW_OK && (uint64_t)st.st_size < offset)
+    rc = tw_err_set(err, TW_ERANGE, "%s: %lld bytes, the upload recorded %llu",
+                    path, (long long)st.st_size, (unsigned long long)offset);
+  if (rc == TW_OK && (uint64_t)st.st_size > offset &&
+      ftruncate(w->fd, (off_t)offset) != 0)
+    rc = tw_err_sys(err, errno, "%s: cannot truncate", path);
+  if (rc == TW_OK)
+    rc = rehash(w, offset, err);
+  if (rc == TW_OK && lseek(w->fd, (off_t)offset, SEEK_SET) < 0)
+    rc = tw_err_sys(err, errno, "%s: cannot seek", path);
+  if (rc != TW_OK) {
+    tw_store_writer_close(w);
+    return rc;
+  }
+  w->size = offset;
+  *out = w;
+  return TW_OK;
+}
+
+int tw_store_writer_append(tw_store_writer *w, const void *data, size_t n,
+                           tw_err *err) {
+  if (w->finished)
+    return tw_err_set(err, TW_ESTATE, "%s: the blob was committed", w->path);
+  if (n == 0)
+    return TW_OK;
+  /* Written first, hashed after: a failed write leaves the hasher as it
+   * was, so cutting the file back keeps the writer usable. */
+  int rc = tw_file_write_all(w->fd, w->path, data, n, err);
+  if (rc == TW_OK && tw_sha256_update(w->h, data, n) != TW_OK) {
+    rc = tw_err_set(err, TW_EINTERNAL, "%s: cannot hash", w->path);
+    w->finished = true;
+  }
+  if (rc != TW_OK) {
+    if (ftruncate(w->fd, (off_t)w->size) != 0 ||
+        lseek(w->fd, (off_t)w->size, SEEK_SET) < 0)
+      w->finished = true;
+    return rc;
+  }
+  w->size += n;
+  return TW_OK;
+}
+
+uint64_t tw_store_writer_size(const tw_store_writer *w) { return w->size; }
+
+int tw_store_writer_sync(tw_store_writer *w, tw_err *err) {
+  if (fdatasync(w->fd) != 0)
+    return tw_err_sys(err, errno, "%s: fsync failed", w->path);
+  return TW_OK;
+}
+
+int tw_store_lock(const tw_store *s, bool exclusive, int *fd, tw_err *err) {
+  tw_buf p = TW_BUF_INIT;
+  if (tw_buf_printf(&p, "%s/.lock", s->dir) != TW_OK)
+    return tw_err_set(err, TW_ENOMEM, "model store: out of memory");
+  int rc = TW_OK;
+  int f = open(p.data, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (f < 0)
+    rc = tw_err_sys(err, errno, "%s: cannot open", p.data);
+  while (rc == TW_OK && flock(f, exclusive ? LOCK_EX : LOCK_SH) != 0) {
+    if (errno != EINTR)
+      rc = tw_err_sys(err, errno, "%s: cannot lock", p.data);
+  }
+  if (rc != TW_OK && f >= 0)
+    close(f);
+  tw_buf_fini(&p);
+  if (rc == TW_OK)
+    *fd = f;
+  return rc;
+}
+
+void tw_store_unlock(int fd) {
+  if (fd >= 0)
+    close(fd); /* releases the flock */
+}
+
+int tw_store_writer_commit(tw_store_writer *w, const char *expect_digest,
+                           int64_t expect_size,
+                           char digest[TW_STORE_DIGEST_LEN + 1], tw_err *err) {
+  if (w->finished)
+    return tw_err_set(err, TW_ESTATE, "%s: the blob was committed", w->path);
+  w->finished = true;
+  int rc =
+      expect_digest != NULL ? tw_store_digest_check(expect_digest, err) : TW_OK;
+  if (rc == TW_OK && expect_size >= 0 && (uint64_t)expect_size != w->size)
+    rc = tw_err_set(err, TW_ERANGE,
+                    "blob upload: %llu bytes received, %lld announced",
+                    (unsigned long long)w->size, (long long)expect_size);
+  uint8_t md[TW_SHA256_LEN];
+  char d[TW_STORE_DIGEST_LEN + 1];
+  if (rc == TW_OK && tw_sha256_final(w->h, md) != TW_OK)
+    rc = tw_err_set(err, TW_EINTERNAL, "%s: cannot hash", w->path);
+  if (rc == TW_OK) {
+    memcpy(d, "sha256:", sizeof "sha256:");
+    tw_hex_encode(md, TW_SHA256_LEN, d + 7);
+    if (expect_digest != NULL && strcmp(d, expect_digest) != 0)
+      rc = tw_err_set(err, TW_EDIGEST,
+                      "blob upload: the content hashes to %s, not %s", d,
+                      expect_digest);
+  }
+  /* Blobs are as readable as other files; mkstemp made it 0600. */
+  mode_t mask = umask(0);
+  umask(mask);
+  if (rc == TW_OK && fchmod(w->fd, 0644 & ~mask) != 0)
+    rc = tw_err_sys(err, errno, "%s: cannot set the mode", w->path);
+  if (rc == TW_OK && fsync(w->fd) != 0)
+    rc = tw_err_sys(err, errno, "%s: fsync failed", w->path);
+  tw_buf blob = TW_BUF_INIT;
+  if (rc == TW_OK)
+    rc = tw_store_blob_path(w->s, d, &blob, err);
+  int lock = -1;
+  if (rc == TW_OK)
+    rc = tw_store_lock(w->s, false, &lock, err);
+  if (rc == TW_OK && rename(w->path, blob.data) != 0)
+    rc = tw_err_sys(err, errno, "%s: cannot rename '%s' into place", blob.data,
+                    w->path);
+  tw_store_unlock(lock);
+  if (rc == TW_OK) {
+    w->committed = true;
+    rc = tw_file_sync_dir(blob.data, err);
+  }
+  if (rc == TW_OK && digest != NULL)
+    memcpy(digest, d, sizeof d);
+  tw_buf_fini(&blob);
+  return rc;
+}
+
+void tw_store_writer_close(tw_store_writer *w) {
+  if (w == NULL)
+    return;
+  if (w->fd >= 0)
+    close(w->fd);
+  if (w->owns_file && !w->committed && w->path != NULL)
+    (void)unlink(w->path);
+  tw_sha256_free(w->h);
+  tw_free(w->path);
+  tw_free(w);
+}
+
+int tw_store_add(tw_store *s, const void *data, size_t n,
+                 const char *expect_digest,
+                 char digest[TW_STORE_DIGEST_LEN + 1], tw_err *err) {
+  tw_store_writer *w = NULL;
+  int rc = tw_store_writer_open(s, &w, err);
+  if (rc == TW_OK)
+    rc = tw_store_writer_append(w, data, n, err);
+  if (rc == TW_OK)
+    rc = tw_store_writer_commit(w, expect_digest, -1, digest, err);
+  tw_store_writer_close(w);
+  return rc;
+}
+
+int tw_store_stat(const tw_store *s, const char *digest, int64_t *size,
+                  tw_err *err) {
+  tw_buf path = TW_BUF_INIT;
+  int rc = existing_blob(s, digest, &path, err);
+  struct stat st;
+  if (rc == TW_OK && size != NULL) {
+    if (stat(path.data, &st) != 0)
+      rc = tw_err_sys(err, errno, "%s: cannot stat", path.data);
+    else
+      *size = (int64_t)st.st_size;
+  }
+  tw_buf_fini(&path);
+  return rc;
+}
+
+/* Removes the entries of dir whose names start with prefix and that were
+ * last modified before cutoff. */
+static int remove_stale(const char *dir, const char *prefix, time_t cutoff,
+                        size_t *removed, tw_err *err) {
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return errno == ENOENT ? TW_OK
+                           : tw_err_sys(err, errno, "%s: cannot list", dir);
+  struct stat st;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+      continue;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(st.st_mode) || st.st_mtime >= cutoff)
+      continue;
+    if (unlinkat(dirfd(d), e->d_name, 0) == 0 && removed != NULL)
+      (*removed)++;
+  }
+  closedir(d);
+  return TW_OK;
+}
+
+int tw_store_uploads_gc(tw_store *s, int64_t max_age_s, size_t *removed,
+                        tw_err *err) {
+  time_t cutoff = time(NULL) - (time_t)max_age_s;
+  tw_buf p = TW_BUF_INIT;
+  if (tw_buf_printf(&p, "%s/uploads", s->dir) != TW_OK)
+    return tw_err_set(err, TW_ENOMEM, "model store: out of memory");
+  int rc = remove_stale(p.data, ".tmp-", cutoff, removed, err);
+  /* Temporaries of stores written before the upload area existed. */
+  if (rc == TW_OK)
+    rc = remove_stale(s->dir, ".tmp-blob-", cutoff, removed, err);
+  tw_buf_fini(&p);
+  return rc;
+}
+
+/* Copies fd_in (path) into the writer w. */
+static int copy_into(int fd_in, const char *path, tw_store_writer *w,
+                     tw_err *err) {
+  char *buf = tw_alloc(COPY_CHUNK);
+  int rc = buf != NULL ? TW_OK
+                       : tw_err_set(err, TW_ENOMEM, "%s: out of memory", path);
   for (size_t got = 1; rc == TW_OK && got > 0;) {
     rc = tw_file_read_some(fd_in, path, buf, COPY_CHUNK, &got, err);
-    if (rc == TW_OK && got > 0 && tw_sha256_update(h, buf, got) != TW_OK)
-      rc = tw_err_set(err, TW_EINTERNAL, "%s: cannot hash", path);
     if (rc == TW_OK && got > 0)
-      rc = tw_file_write_all(fd_out, tmp, buf, got, err);
+      rc = tw_store_writer_append(w, buf, got, err);
   }
-  if (rc == TW_OK && tw_sha256_final(h, md) != TW_OK)
-    rc = tw_err_set(err, TW_EINTERNAL, "%s: cannot hash", path);
-  tw_sha256_free(h);
   tw_free(buf);
   return rc;
 }
@@ -314,41 +621,14 @@ int tw_store_add_file(tw_store *s, const char *path,
     rc = tw_err_sys(err, errno, "%s: cannot stat", path);
   else if (!S_ISREG(st.st_mode))
     rc = tw_err_set(err, TW_EINVAL, "%s: not a regular file", path);
-  tw_buf tmp = TW_BUF_INIT, blob = TW_BUF_INIT;
-  if (rc == TW_OK && tw_buf_printf(&tmp, "%s/.tmp-blob-XXXXXX", s->dir) != 0)
-    rc = tw_err_set(err, TW_ENOMEM, "%s: out of memory", path);
-  int fd = -1;
-  if (rc == TW_OK && (fd = mkostemp(tmp.data, O_CLOEXEC)) < 0)
-    rc = tw_err_sys(err, errno, "%s: cannot create a temporary file", tmp.data);
-  uint8_t md[TW_SHA256_LEN];
+  tw_store_writer *w = NULL;
   if (rc == TW_OK)
-    rc = copy_hashing(fd_in, path, fd, tmp.data, md, err);
-  /* Blobs are as readable as other files; mkstemp made it 0600. */
-  mode_t mask = umask(0);
-  umask(mask);
-  if (rc == TW_OK && fchmod(fd, 0644 & ~mask) != 0)
-    rc = tw_err_sys(err, errno, "%s: cannot set the mode", tmp.data);
-  if (rc == TW_OK && fsync(fd) != 0)
-    rc = tw_err_sys(err, errno, "%s: fsync failed", tmp.data);
-  if (fd >= 0 && close(fd) != 0 && rc == TW_OK)
-    rc = tw_err_sys(err, errno, "%s: close failed", tmp.data);
-  char d[TW_STORE_DIGEST_LEN + 1];
-  if (rc == TW_OK) {
-    memcpy(d, "sha256:", sizeof "sha256:");
-    tw_hex_encode(md, TW_SHA256_LEN, d + 7);
-    rc = tw_store_blob_path(s, d, &blob, err);
-  }
-  if (rc == TW_OK && rename(tmp.data, blob.data) != 0)
-    rc = tw_err_sys(err, errno, "%s: cannot rename '%s' into place", blob.data,
-                    tmp.data);
-  if (rc != TW_OK && fd >= 0)
-    (void)unlink(tmp.data);
+    rc = tw_store_writer_open(s, &w, err);
   if (rc == TW_OK)
-    rc = tw_file_sync_dir(blob.data, err);
+    rc = copy_into(fd_in, path, w, err);
   if (rc == TW_OK)
-    memcpy(digest, d, sizeof d);
+    rc = tw_store_writer_commit(w, NULL, -1, digest, err);
+  tw_store_writer_close(w);
   close(fd_in);
-  tw_buf_fini(&tmp);
-  tw_buf_fini(&blob);
   return rc;
 }

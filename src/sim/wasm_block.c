@@ -63,9 +63,22 @@ static void wb_default_params(const void *p, double *theta) {
   }
 }
 
+/* init starts a run (tw_graph_reset, every gradient): an instance that a
+ * trap or a limit poisoned in an earlier run is replaced by a fresh one
+ * here, so one failed run does not make every later run of the block fail
+ * with TW_ESTATE. */
 static int wb_init(void *p, const double *theta, double *x0, tw_err *err) {
   wasm_block *w = p;
-  return tw_wasm_init(w->in, theta, x0, err);
+  tw_err first;
+  tw_err_init(&first);
+  int rc = tw_wasm_init(w->in, theta, x0, &first);
+  if (rc == TW_ESTATE) {
+    rc = tw_wasm_instance_reset(w->in, err);
+    return rc == TW_OK ? tw_wasm_init(w->in, theta, x0, err) : rc;
+  }
+  if (rc != TW_OK)
+    (void)tw_err_copy(err, &first);
+  return rc;
 }
 
 static int wb_step(void *p, const tw_step_args *a, tw_err *err) {

@@ -41,7 +41,11 @@ def test_add_prints_the_digest_into_an_oci_layout(tmp_path):
     assert v == {"digest": digest, "size": os.path.getsize(WASM),
                  "name": "oscillator", "version": v["version"],
                  "store": str(store)}
-    assert sorted(os.listdir(store)) == ["blobs", "index.json", "oci-layout"]
+    # The layout, the store's lock and its upload area, with no temporary
+    # left behind.
+    assert sorted(os.listdir(store)) == [".lock", "blobs", "index.json",
+                                         "oci-layout", "uploads"]
+    assert os.listdir(store / "uploads") == []
 
 
 def test_not_a_model_is_not_added(tmp_path):

@@ -20,5 +20,6 @@ extern const cli_cmd cmd_model_build;
 extern const cli_cmd cmd_compose_validate;
 extern const cli_cmd cmd_compose_graph;
 extern const cli_cmd cmd_compose_up;
+extern const cli_cmd cmd_serve;
 
 #endif /* TWIN_COMMANDS_H */

@@ -57,6 +57,7 @@ static const cli_cmd *const commands[] = {&cmd_help,
                                           &cmd_compose_graph,
                                           &cmd_compose_up,
                                           &cmd_system_info,
+                                          &cmd_serve,
                                           NULL};
 
 /* Global options, accepted before the command words. */

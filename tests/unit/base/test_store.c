@@ -183,6 +183,7 @@ static void add_read_verify(void **state) {
   assert_int_equal(tw_file_read_all(p.data, 0, &b, NULL), TW_OK);
   assert_int_equal(b.len, strlen(text));
   assert_int_equal(count_entries(at("s1"), ".tmp"), 0);
+  assert_int_equal(count_entries(at("s1/uploads"), ".tmp"), 0);
   /* Reads append; verify hashes again; adding again is the same blob. */
   tw_buf_reset(&b);
   assert_int_equal(tw_buf_printf(&b, "x"), TW_OK);
@@ -266,6 +267,7 @@ static void add_failures(void **state) {
   assert_non_null(strstr(err.msg, "cannot rename"));
   assert_string_equal(d, "unchanged");
   assert_int_equal(count_entries(at("s3"), ".tmp"), 0);
+  assert_int_equal(count_entries(at("s3/uploads"), ".tmp"), 0);
   tw_store_close(s);
 }
 
@@ -290,6 +292,7 @@ static void allocation_failures(void **state) {
   write_file(at("model.bin"), "bytes of a model");
   TW_TEST_ALLOC_FAILURES(round_trip());
   assert_int_equal(count_entries(at("s4"), ".tmp"), 0);
+  assert_int_equal(count_entries(at("s4/uploads"), ".tmp"), 0);
 }
 
 int main(void) {

@@ -552,6 +552,42 @@ static void dtypes(void **state) {
   unlink(path);
 }
 
+/* A wasm model stopped by a limit (a trap too) fails the run, and the
+ * next run starts on a fresh instance: it meets the limit again, not
+ * TW_ESTATE. (Fuel, not a trapping instruction: cmocka's signal handlers
+ * would take the signal wasmtime turns into a trap.) */
+static void runs_after_a_trap(void **state) {
+  (void)state;
+  wasm_byte_vec_t w = wt_wat("hostile/loop_step.wat");
+  char path[256], text[512];
+  (void)snprintf(path, sizeof path, "/tmp/tw-test-graph-trap-%ld.wasm",
+                 (long)getpid());
+  assert_int_equal(tw_file_write_atomic(path, w.data, w.size, NULL), TW_OK);
+  wasm_byte_vec_delete(&w);
+  (void)snprintf(text, sizeof text,
+                 "{\"graph\": 1, \"dt\": 0.1,"
+                 " \"blocks\": {\"m\": {\"model\": \"wasm:%s\"}},"
+                 " \"outputs\": {\"y\": \"m.y\"}}",
+                 path);
+  tw_graph_opts o;
+  memset(&o, 0, sizeof o);
+  o.limits.fuel = 100000;
+  tw_graph *g = NULL;
+  tw_err err;
+  tw_err_init(&err);
+  assert_int_equal(
+      tw_graph_parse(text, strlen(text), "t.json", ".", &o, NULL, &g, &err),
+      TW_OK);
+  double out[3];
+  for (int run = 0; run < 3; run++) {
+    tw_err_init(&err);
+    assert_int_equal(tw_graph_run(g, 3, NULL, out, &err), TW_ELIMIT);
+    assert_non_null(strstr(err.msg, "out of fuel"));
+  }
+  tw_graph_free(g);
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TW_TEST(chain_with_input),
@@ -564,6 +600,7 @@ int main(void) {
       TW_TEST(gradient_matches_finite_differences),
       TW_TEST(same_bits_on_1_and_2_threads),
       TW_TEST(dtypes),
+      TW_TEST(runs_after_a_trap),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
