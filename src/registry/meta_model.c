@@ -11,6 +11,7 @@
  * (both foreign keys cascade); a record read back is the state of one
  * snapshot.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,6 +155,41 @@ static int read_strings(tw_meta *m, const char *sql, int64_t id,
   return TW_OK;
 }
 
+/* Reads a (text, integer) query into an arena array of structs of size
+ * bytes holding a const char * at name_off and an int64_t at ver_off
+ * (aliases, parents). */
+static int read_named_versions(tw_meta *m, const char *sql, int64_t id,
+                               tw_arena *arena, size_t size, size_t name_off,
+                               size_t ver_off, void **out, size_t *n_out,
+                               tw_err *err) {
+  tw__meta_params p = {.n = 0};
+  tw__meta_params_int(&p, id);
+  tw__meta_rows *r = NULL;
+  int rc = tw__meta_query(m, sql, &p, &r, err);
+  if (rc != TW_OK)
+    return rc;
+  char *items = NULL;
+  size_t n = 0, cap = 0;
+  while ((rc = m->drv->next(r, err)) == 1) {
+    items = arena_grow(arena, items, n, &cap, size);
+    const char *name = NULL;
+    if (items == NULL || col_dup(m, r, 0, false, arena, &name, err)) {
+      rc = oom(m, err);
+      break;
+    }
+    int64_t v = m->drv->col_int(r, 1);
+    memcpy(items + n * size + name_off, &name, sizeof name);
+    memcpy(items + n * size + ver_off, &v, sizeof v);
+    n++;
+  }
+  m->drv->finish(r);
+  if (rc != 0)
+    return rc;
+  *out = items;
+  *n_out = n;
+  return TW_OK;
+}
+
 /* --- Reading records -------------------------------------------------------
  */
 
@@ -177,31 +213,18 @@ int tw__meta_model_fill(tw_meta *m, int64_t id, tw_arena *arena,
                      id, arena, &out->tags, &out->n_tags, err);
   if (rc != TW_OK)
     return rc;
-  tw__meta_params p = {.n = 0};
-  tw__meta_params_int(&p, id);
-  tw__meta_rows *r = NULL;
-  rc = tw__meta_query(m,
-                      "SELECT a.alias, v.version FROM aliases a JOIN versions "
-                      "v ON v.id = a.version_id WHERE a.model_id = ? ORDER BY "
-                      "a.alias",
-                      &p, &r, err);
+  void *al = NULL;
+  rc = read_named_versions(
+      m,
+      "SELECT a.alias, v.version FROM aliases a JOIN versions v ON v.id = "
+      "a.version_id WHERE a.model_id = ? ORDER BY a.alias",
+      id, arena, sizeof(tw_meta_alias), offsetof(tw_meta_alias, alias),
+      offsetof(tw_meta_alias, version), &al, &out->n_aliases, err);
   if (rc != TW_OK)
     return rc;
-  tw_meta_alias *al = NULL;
-  size_t n = 0, cap = 0;
-  while ((rc = m->drv->next(r, err)) == 1) {
-    al = arena_grow(arena, al, n, &cap, sizeof *al);
-    if (al == NULL || col_dup(m, r, 0, false, arena, &al[n].alias, err)) {
-      rc = oom(m, err);
-      break;
-    }
-    al[n++].version = m->drv->col_int(r, 1);
-  }
-  m->drv->finish(r);
-  if (rc != 0)
-    return rc;
   out->aliases = al;
-  out->n_aliases = n;
+  tw__meta_params p = {.n = 0};
+  tw__meta_params_int(&p, id);
   bool found = false;
   return tw__meta_query_int(
       m, "SELECT max(version) FROM versions WHERE model_id = ?", &p,
@@ -259,31 +282,16 @@ int tw__meta_version_fill(tw_meta *m, int64_t id, tw_arena *arena,
                       id, arena, &out->aliases, &out->n_aliases, err);
   if (rc != TW_OK)
     return rc;
-  tw__meta_params p = {.n = 0};
-  tw__meta_params_int(&p, id);
-  tw__meta_rows *r = NULL;
-  rc = tw__meta_query(m,
-                      "SELECT parent_model, parent_version FROM "
-                      "version_parents WHERE version_id = ? ORDER BY pos",
-                      &p, &r, err);
-  if (rc != TW_OK)
-    return rc;
-  tw_meta_parent *ps = NULL;
-  size_t n = 0, cap = 0;
-  while ((rc = m->drv->next(r, err)) == 1) {
-    ps = arena_grow(arena, ps, n, &cap, sizeof *ps);
-    if (ps == NULL || col_dup(m, r, 0, false, arena, &ps[n].model, err)) {
-      rc = oom(m, err);
-      break;
-    }
-    ps[n++].version = m->drv->col_int(r, 1);
-  }
-  m->drv->finish(r);
-  if (rc != 0)
-    return rc;
-  out->parents = ps;
-  out->n_parents = n;
-  return TW_OK;
+  void *ps = NULL;
+  rc = read_named_versions(
+      m,
+      "SELECT parent_model, parent_version FROM version_parents WHERE "
+      "version_id = ? ORDER BY pos",
+      id, arena, sizeof(tw_meta_parent), offsetof(tw_meta_parent, model),
+      offsetof(tw_meta_parent, version), &ps, &out->n_parents, err);
+  if (rc == TW_OK)
+    out->parents = ps;
+  return rc;
 }
 
 /* Reads version vid into out. */
