@@ -169,6 +169,30 @@ TW_API int tw_server_route_add(tw_server *srv, const tw_server_route *route,
 TW_API int tw_server_static_add(tw_server *srv, const char *prefix,
                                 const char *dir, tw_err *err);
 
+/* --- The OCI registry ------------------------------------------------------
+ *
+ * The OCI distribution-spec v1.1 endpoints under /v2/ (pull, push with
+ * monolithic, single-POST and chunked uploads, cross-repository mount,
+ * tags, manifests, deletes, referrers) over a registry of
+ * twin/registry.h; see docs/internals/registry.md. Blob bodies stream to
+ * the upload writer; manifests are gathered up to TW_REG_MANIFEST_MAX. One
+ * request at a time works on an upload session: another request for the
+ * same session meanwhile gets 409 BLOB_UPLOAD_INVALID. */
+
+typedef struct tw_reg tw_reg;
+typedef struct tw_server_oci tw_server_oci;
+
+/* Adds the /v2/ routes serving reg (borrowed; must outlive srv). Before
+ * tw_server_start only. *out receives the routes' shared state, which the
+ * caller frees with tw_server_oci_free after tw_server_free; it is set
+ * even when the call fails (routes added before the failure use it), and
+ * then the server must be freed without being started. Errors as
+ * tw_server_route_add, TW_ENOMEM. */
+TW_API int tw_server_oci_add(tw_server *srv, tw_reg *reg, tw_server_oci **out,
+                             tw_err *err);
+/* After tw_server_free. NULL is a no-op. */
+TW_API void tw_server_oci_free(tw_server_oci *o);
+
 /* --- Running ------------------------------------------------------------ */
 
 /* Binds the listening socket and starts the loop thread. TW_EIO with

@@ -1,6 +1,8 @@
 /*
  * cmd_serve.c - `twin serve`: the HTTP server (include/twin/server.h) with
- * /healthz, /metrics and, with --static, the files of a directory.
+ * /healthz, /metrics, the OCI registry under /v2/ (its data in --data, an
+ * OCI image layout, see docs/internals/registry.md) and, with --static,
+ * the files of a directory.
  *
  * SIGTERM and SIGINT are blocked before any thread starts and taken with
  * sigwait on the main thread, so the stop runs as ordinary code: the
@@ -78,21 +80,30 @@ static int run_serve(cli_ctx *cli, const cli_args *args) {
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
   tw_server *srv = NULL;
-  int rc = tw_server_new(cli->tw, &opts, &srv, &err);
+  tw_reg *reg = NULL;
+  tw_server_oci *oci = NULL;
+  int rc = tw_reg_open(data ? data : "twin-data", &reg, &err);
+  if (rc == TW_OK)
+    rc = tw_server_new(cli->tw, &opts, &srv, &err);
+  if (rc == TW_OK)
+    rc = tw_server_oci_add(srv, reg, &oci, &err);
   if (rc == TW_OK && dir != NULL)
     rc = tw_server_static_add(srv, "/", dir, &err);
   if (rc == TW_OK)
     rc = tw_server_start(srv, &err);
   if (rc != TW_OK) {
     tw_server_free(srv);
+    tw_server_oci_free(oci);
+    tw_reg_close(reg);
     return cli_fail(cli, &err);
   }
   char host[80];
   const char *colon = strrchr(opts.listen, ':');
   (void)snprintf(host, sizeof host, "%.*s", (int)(colon - opts.listen),
                  opts.listen);
-  fprintf(cli->out, "listening on http://%s:%d\n", host, tw_server_port(srv));
-  fflush(cli->out);
+  (void)fprintf(cli->out, "listening on http://%s:%d\n", host,
+                tw_server_port(srv));
+  (void)fflush(cli->out);
 
   int sig = 0;
   while (sigwait(&set, &sig) != 0)
@@ -105,6 +116,8 @@ static int run_serve(cli_ctx *cli, const cli_args *args) {
            "requests still running after %u ms were cut",
            opts.shutdown_grace_ms);
   tw_server_free(srv);
+  tw_server_oci_free(oci);
+  tw_reg_close(reg);
   return CLI_EXIT_OK;
 }
 
@@ -114,8 +127,9 @@ const cli_cmd cmd_serve = {
     "",
     0,
     0,
-    "Run the HTTP server (/healthz, /metrics, static files).",
-    "Serves HTTP/1.1 on one event loop, handlers on the worker pool.\n"
+    "Run the HTTP server (/healthz, /metrics, OCI registry, static files).",
+    "Serves HTTP/1.1 on one event loop, handlers on the worker pool, and\n"
+    "an OCI distribution v1.1 registry under /v2/ storing into --data.\n"
     "SIGTERM or SIGINT stops it gracefully: no new connections, in-flight\n"
     "requests finish within --grace-ms, exit 0. Access log lines are at\n"
     "level info (twin --log-level info serve).",
