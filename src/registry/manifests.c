@@ -31,7 +31,23 @@ static int check_reference(const char *ref, bool *is_digest, tw_reg_code bad,
   return TW_OK;
 }
 
-/* Everything m references must be in repository name. */
+/* Whether a layer's media type marks it non-distributable: its content
+ * lives elsewhere (the descriptor's urls), so it is never pushed. */
+static bool nondistributable(const char *media_type) {
+  static const char *const prefixes[] = {
+      "application/vnd.oci.image.layer.nondistributable.",
+      "application/vnd.docker.image.rootfs.foreign.",
+  };
+  if (media_type == NULL)
+    return false;
+  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+    if (strncmp(media_type, prefixes[i], strlen(prefixes[i])) == 0)
+      return true;
+  return false;
+}
+
+/* Everything m references must be in repository name, except
+ * non-distributable layers. */
 static int check_refs(tw_reg *r, const char *name, const tw_reg_manifest *m,
                       tw_reg_err *e) {
   if (!m->is_index && !tw__reg_blob_linked(r, name, m->config.digest))
@@ -40,6 +56,8 @@ static int check_refs(tw_reg *r, const char *name, const tw_reg_manifest *m,
                           name, m->config.digest);
   for (size_t i = 0; i < m->nrefs; i++) {
     const char *d = m->refs[i].digest;
+    if (!m->is_index && nondistributable(m->refs[i].media_type))
+      continue;
     bool ok = m->is_index ? tw__reg_manifest_linked(r, name, d)
                           : tw__reg_blob_linked(r, name, d);
     if (!ok)

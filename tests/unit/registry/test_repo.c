@@ -203,6 +203,32 @@ static void manifests(void **state) {
                                        idx.data, idx.len, &res, &e),
                    TW_ENOENT);
   assert_int_equal(e.code, TW_REG_MANIFEST_BLOB_UNKNOWN);
+  /* A non-distributable layer is never pushed; a distributable one that
+   * was not pushed is still refused. */
+  char foreign[72];
+  rt_digest("elsewhere", 9, foreign);
+  const char *const layer_types[] = {
+      "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+      "application/vnd.oci.image.layer.v1.tar+gzip"};
+  for (int i = 0; i < 2; i++) {
+    tw_buf_reset(&idx);
+    assert_int_equal(
+        tw_buf_printf(&idx,
+                      "{\"schemaVersion\":2,\"mediaType\":\"%s\","
+                      "\"config\":{\"mediaType\":\"%s\",\"digest\":\"%s\","
+                      "\"size\":2},\"layers\":[{\"mediaType\":\"%s\","
+                      "\"digest\":\"%s\",\"size\":9}]}",
+                      TW_REG_MT_MANIFEST,
+                      "application/vnd.oci.image.config.v1+json", cfg,
+                      layer_types[i], foreign),
+        TW_OK);
+    tw_reg_err_init(&e);
+    assert_int_equal(tw_reg_manifest_put(r, "app", "foreign",
+                                         TW_REG_MT_MANIFEST, idx.data, idx.len,
+                                         &res, &e),
+                     i == 0 ? TW_OK : TW_ENOENT);
+  }
+  assert_int_equal(e.code, TW_REG_MANIFEST_BLOB_UNKNOWN);
   tw_buf_fini(&idx);
   tw_buf_fini(&m);
   tw_buf_fini(&body);
