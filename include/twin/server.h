@@ -98,8 +98,9 @@ typedef struct tw_server_options {
   /* Worker pool for handlers; NULL = tw_ctx_pool(ctx). A pool of one
    * thread runs handlers inline on the loop thread. */
   tw_pool *pool;
-  unsigned max_header_bytes;  /* request line + headers; default 16 KiB,
-                                 at most 65535 */
+  unsigned max_header_bytes;  /* request line + headers; default and
+                                 most 65535 (libwebsockets closes the
+                                 connection beyond, without a response) */
   unsigned idle_timeout_s;    /* keep-alive connection idle; default 60 */
   unsigned body_timeout_s;    /* no body byte for this long: the connection
                                  closes; default 30 */
@@ -192,6 +193,31 @@ TW_API int tw_server_oci_add(tw_server *srv, tw_reg *reg, tw_server_oci **out,
                              tw_err *err);
 /* After tw_server_free. NULL is a no-op. */
 TW_API void tw_server_oci_free(tw_server_oci *o);
+
+typedef struct tw_wasm_engine tw_wasm_engine;
+/* Makes manifest pushes go through tw_reg_model_check with e (borrowed;
+ * must outlive the server): a model artifact whose module the loader
+ * refuses, or whose config is not the module's descriptor, is answered
+ * MANIFEST_INVALID and not stored. Before tw_server_start. */
+TW_API void tw_server_oci_check_models(tw_server_oci *o, tw_wasm_engine *e);
+
+/* --- The model registry's REST API ----------------------------------------
+ * /api/v1/models... : registered models, versions, tags, aliases, lineage
+ * and search over a metadata store (twin/meta.h), and uploads of a .wasm
+ * that become an OCI artifact in reg and a new version in one request.
+ * docs/openapi.yaml is the contract, docs/adr/0014-registry-api.md the
+ * decisions. */
+
+typedef struct tw_meta tw_meta;
+typedef struct tw_server_api tw_server_api;
+
+/* Adds the /api/v1/ routes over reg, meta and e (all borrowed; must
+ * outlive srv). *out as with tw_server_oci_add. */
+TW_API int tw_server_api_add(tw_server *srv, tw_reg *reg, tw_meta *meta,
+                             tw_wasm_engine *e, tw_server_api **out,
+                             tw_err *err);
+/* After tw_server_free. NULL is a no-op. */
+TW_API void tw_server_api_free(tw_server_api *a);
 
 /* --- Running ------------------------------------------------------------ */
 

@@ -6,16 +6,19 @@
  *
  * A response is built by the handler side under req->mu and published by
  * setting responded; from then on only the loop thread reads it (except
- * stream_ready, under mu). Writing does one lws_write per writable
- * callback, so a slow client holds at most one chunk of memory and never
- * blocks the loop: libwebsockets buffers what the socket does not take and
- * calls back when it has drained.
+ * stream_ready, under mu). Writing goes on in a writable callback while
+ * the socket takes it (lws_send_pipe_choked, as libwebsockets' own file
+ * server does), up to TW__SERVER_WRITE_MAX bytes, so a slow client holds
+ * at most one chunk of memory and never blocks the loop: libwebsockets
+ * buffers what the socket does not take and calls back when it has
+ * drained.
  */
 #include <errno.h>
 #include <libwebsockets.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include "server_int.h"
@@ -699,6 +702,43 @@ static int finish(tw_server_req *req) {
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* Sends a file body from the page cache straight to the socket with
+ * sendfile(2), without the copy through user space. Only when
+ * libwebsockets holds none of its own output (the caller checked
+ * lws_send_pipe_choked): the socket's byte stream is then ours, and
+ * libwebsockets does not count body bytes (Content-Length is a header we
+ * wrote). Returns as tw__server_req_writable, or 1 when the file cannot be
+ * sent this way (the caller goes on with pread + lws_write). */
+static int send_direct(tw_server_req *req, struct lws *wsi) {
+  tw__resp *r = &req->resp;
+  int sock = lws_get_socket_fd(wsi);
+  size_t budget = TW__SERVER_WRITE_MAX;
+  while (req->sent < req->to_send && budget > 0) {
+    uint64_t left = req->to_send - req->sent;
+    size_t n = left < budget ? (size_t)left : budget;
+    off_t off = (off_t)(r->off + req->sent);
+    ssize_t k = sendfile(sock, r->fd, &off, n);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0 && errno == EAGAIN)
+      break;
+    if (k < 0 && (errno == EINVAL || errno == ENOSYS)) {
+      req->no_sendfile = true;
+      return 1;
+    }
+    if (k <= 0)
+      return -1; /* an error, or a file that shrank: cut the response */
+    req->sent += (uint64_t)k;
+    budget -= (size_t)k;
+  }
+  if (req->sent == req->to_send)
+    return finish(req);
+  lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
+                  (int)req->srv->opts.write_timeout_s);
+  lws_callback_on_writable(wsi);
+  return 0;
+}
+
 int tw__server_req_writable(tw_server_req *req) {
   struct lws *wsi = req->wsi;
   tw_server *srv = req->srv;
@@ -709,59 +749,76 @@ int tw__server_req_writable(tw_server_req *req) {
       return finish(req);
     lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
                     (int)srv->opts.write_timeout_s);
-    lws_callback_on_writable(wsi);
-    return 0;
+    /* The body follows the head in the same callback when the socket
+     * takes it: one wake-up, and a small response leaves at once. */
+    if (lws_send_pipe_choked(wsi)) {
+      lws_callback_on_writable(wsi);
+      return 0;
+    }
+  }
+  if (req->resp.kind == TW__BODY_FILE && !req->chunked_out &&
+      !req->no_sendfile && !lws_send_pipe_choked(wsi)) {
+    int rc = send_direct(req, wsi);
+    if (rc != 1)
+      return rc;
   }
   if (req->wbuf == NULL) {
     req->wbuf = tw_alloc(LWS_PRE + TW__SERVER_CHUNK + 32);
     if (req->wbuf == NULL)
       return -1;
   }
-  /* Chunked framing: room for "XXXXXXXX\r\n" before, "\r\n0\r\n\r\n"
-   * after. */
-  unsigned char *data = req->wbuf + LWS_PRE + 10;
-  bool eof;
-  int n = next_chunk(req, data, TW__SERVER_CHUNK - 16, &eof);
-  if (n < 0)
-    return -1;
-  if (n == 0 && !eof) {
-    if (req->resp.kind != TW__BODY_STREAM)
+  /* Chunks while the socket takes them, at most TW__SERVER_WRITE_MAX
+   * bytes per callback so one fast reader does not starve the others. */
+  for (size_t written = 0;;) {
+    /* Chunked framing: room for "XXXXXXXX\r\n" before, "\r\n0\r\n\r\n"
+     * after. */
+    unsigned char *data = req->wbuf + LWS_PRE + 10;
+    bool eof;
+    int n = next_chunk(req, data, TW__SERVER_CHUNK - 16, &eof);
+    if (n < 0)
       return -1;
-    lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
-                    (int)srv->opts.handler_timeout_s);
-    pthread_mutex_lock(&req->mu);
-    bool ready = req->stream_ready;
-    pthread_mutex_unlock(&req->mu);
-    if (ready)
-      lws_callback_on_writable(wsi);
-    return 0;
-  }
-  unsigned char *out = data;
-  size_t outlen = (size_t)n;
-  if (req->chunked_out) {
-    char head[12];
-    int h = 0;
-    if (n > 0) {
-      h = snprintf(head, sizeof head, "%x\r\n", (unsigned)n);
-      out = data - h;
-      memcpy(out, head, (size_t)h);
-      data[n] = '\r';
-      data[n + 1] = '\n';
-      outlen = (size_t)h + (size_t)n + 2;
+    if (n == 0 && !eof) {
+      if (req->resp.kind != TW__BODY_STREAM)
+        return -1;
+      lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
+                      (int)srv->opts.handler_timeout_s);
+      pthread_mutex_lock(&req->mu);
+      bool ready = req->stream_ready;
+      pthread_mutex_unlock(&req->mu);
+      if (ready)
+        lws_callback_on_writable(wsi);
+      return 0;
     }
-    if (eof) {
-      static const unsigned char last[5] = {'0', '\r', '\n', '\r', '\n'};
-      for (size_t i = 0; i < sizeof last; i++)
-        out[outlen++] = last[i];
+    unsigned char *out = data;
+    size_t outlen = (size_t)n;
+    if (req->chunked_out) {
+      char head[12];
+      int h = 0;
+      if (n > 0) {
+        h = snprintf(head, sizeof head, "%x\r\n", (unsigned)n);
+        out = data - h;
+        memcpy(out, head, (size_t)h);
+        data[n] = '\r';
+        data[n + 1] = '\n';
+        outlen = (size_t)h + (size_t)n + 2;
+      }
+      if (eof) {
+        static const unsigned char last[5] = {'0', '\r', '\n', '\r', '\n'};
+        for (size_t i = 0; i < sizeof last; i++)
+          out[outlen++] = last[i];
+      }
     }
+    if (outlen > 0 &&
+        lws_write(wsi, out, outlen,
+                  eof ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < (int)outlen)
+      return -1;
+    req->sent += (uint64_t)n;
+    if (eof)
+      return finish(req);
+    written += outlen;
+    if (written >= TW__SERVER_WRITE_MAX || lws_send_pipe_choked(wsi))
+      break;
   }
-  if (outlen > 0 &&
-      lws_write(wsi, out, outlen, eof ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) <
-          (int)outlen)
-    return -1;
-  req->sent += (uint64_t)n;
-  if (eof)
-    return finish(req);
   lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
                   (int)srv->opts.write_timeout_s);
   lws_callback_on_writable(wsi);

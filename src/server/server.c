@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -32,7 +33,7 @@
 void tw_server_options_init(tw_server_options *opts) {
   memset(opts, 0, sizeof *opts);
   opts->listen = "127.0.0.1:8080";
-  opts->max_header_bytes = 16 * 1024;
+  opts->max_header_bytes = 65535;
   opts->idle_timeout_s = 60;
   opts->body_timeout_s = 30;
   opts->handler_timeout_s = 300;
@@ -478,6 +479,37 @@ static bool parse_length(const char *s, int64_t *out) {
   return true;
 }
 
+/* True when a Transfer-Encoding value is exactly "chunked" (any case,
+ * with optional white space around it). */
+static bool is_chunked(const char *te) {
+  while (*te == ' ' || *te == '\t')
+    te++;
+  size_t n = strlen(te);
+  while (n > 0 && (te[n - 1] == ' ' || te[n - 1] == '\t'))
+    n--;
+  return n == 7 && strncasecmp(te, "chunked", 7) == 0;
+}
+
+/* Why a request with a Transfer-Encoding cannot be read (with the status
+ * to answer in *status), NULL when it can. Both framings at once is how
+ * requests are smuggled past a proxy (RFC 9112 section 6.3);
+ * libwebsockets reads a body without a length only for POST, PUT and
+ * PATCH. */
+static const char *chunked_refusal(const char *method, const char *cl,
+                                   const char *te, int *status) {
+  *status = 400;
+  if (cl != NULL)
+    return "both Content-Length and Transfer-Encoding given";
+  if (!is_chunked(te)) {
+    *status = 501;
+    return "only the chunked transfer coding is supported";
+  }
+  if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0 &&
+      strcmp(method, "PATCH") != 0)
+    return "a chunked body is accepted on POST, PUT and PATCH only";
+  return NULL;
+}
+
 static void post(tw_server_req *req, int kind) {
   tw__ev *ev = tw__server_ev_new(kind, NULL, 0);
   if (ev == NULL) {
@@ -543,6 +575,19 @@ static int on_http(tw_server *srv, struct lws *wsi, tw__conn *conn) {
     return 0;
   }
 
+  /* A request line cut short: libwebsockets 4.1 ends the URI at a %0A
+   * or %0D it decodes and reads the rest of the line as a header, so the
+   * HTTP version never arrives and the path and query seen are a prefix
+   * of those sent ("/models/a%0Ab" would act on "/models/a"). */
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP) <= 0) {
+    tw_free(segs);
+    tw__server_req_reject(req, 400, "BAD_REQUEST",
+                          "malformed request line (a control character in "
+                          "the URI?)");
+    req->close_after = true;
+    return 0;
+  }
+
   /* The body announced. */
   const char *cl = tw_server_req_header(req, "content-length");
   const char *te = tw_server_req_header(req, "transfer-encoding");
@@ -551,6 +596,23 @@ static int on_http(tw_server *srv, struct lws *wsi, tw__conn *conn) {
     tw__server_req_reject(req, 400, "BAD_REQUEST", "malformed Content-Length");
     req->close_after = true;
     return 0;
+  }
+  if (te != NULL) {
+    int status;
+    const char *why = chunked_refusal(method, cl, te, &status);
+    if (why != NULL) {
+      tw_free(segs);
+      tw__server_req_reject(
+          req, status, status == 501 ? "NOT_IMPLEMENTED" : "BAD_REQUEST", why);
+      req->close_after = true;
+      return 0;
+    }
+    /* libwebsockets hands the raw framing to the body callback; bytes
+     * after the body are lost to it, so the connection ends after the
+     * response. */
+    req->chunked = true;
+    req->close_after = true;
+    tw__server_chunked_init(&req->chunk);
   }
   req->body_expected = req->content_length > 0 || te != NULL;
   req->body_done = !req->body_expected;
@@ -573,10 +635,6 @@ static int on_http(tw_server *srv, struct lws *wsi, tw__conn *conn) {
                           "method not allowed here");
   } else if (route == NULL) {
     tw__server_req_reject(req, 404, "NOT_FOUND", "no such resource");
-  } else if (te != NULL) {
-    /* libwebsockets does not decode chunked request bodies. */
-    tw__server_req_reject(req, 411, "LENGTH_REQUIRED",
-                          "a body needs a Content-Length");
   } else if (req->content_length > 0 &&
              (uint64_t)req->content_length > req->max_body) {
     tw__server_req_reject(req, 413, "PAYLOAD_TOO_LARGE",
@@ -604,8 +662,9 @@ static int on_http(tw_server *srv, struct lws *wsi, tw__conn *conn) {
   return 0;
 }
 
-static int on_body(tw_server *srv, struct lws *wsi, tw_server_req *req,
-                   const void *in, size_t len) {
+/* Passes len bytes of body (decoded) to the route. */
+static int body_bytes(tw_server *srv, struct lws *wsi, tw_server_req *req,
+                      const void *in, size_t len) {
   req->body_seen += len;
   pthread_mutex_lock(&req->mu);
   bool answered = req->responded || req->failed;
@@ -650,6 +709,58 @@ static void on_body_done(tw_server *srv, struct lws *wsi, tw_server_req *req) {
     post(req, TW__EV_END);
 }
 
+/* Raw bytes of a chunked body: decoded, and the body passed on. The body
+ * ends with the last chunk and the trailers; what follows is not read
+ * (the connection closes after the response). */
+static int on_body_chunked(tw_server *srv, struct lws *wsi, tw_server_req *req,
+                           const void *in, size_t len) {
+  if (req->body_done || req->chunk.error != NULL)
+    return 0;
+  unsigned char *out = tw_alloc(len > 0 ? len : 1);
+  if (out == NULL) {
+    tw__server_req_reject(req, 503, "EBUSY", "out of memory");
+    return 0;
+  }
+  size_t outlen = 0, used = 0;
+  int rc = tw__server_chunked_decode(&req->chunk, in, len, out, &outlen, &used);
+  if (rc != TW__CHUNKED_BAD && outlen > 0)
+    (void)body_bytes(srv, wsi, req, out, outlen);
+  tw_free(out);
+  if (rc == TW__CHUNKED_BAD) {
+    char msg[192];
+    (void)snprintf(msg, sizeof msg, "malformed chunked body at byte %llu: %s",
+                   (unsigned long long)req->chunk.consumed, req->chunk.error);
+    tw__server_req_reject(req, 400, "BAD_REQUEST", msg);
+  } else if (rc == TW__CHUNKED_DONE) {
+    on_body_done(srv, wsi, req);
+    /* libwebsockets still counts the request as receiving its body and
+     * resets the timeout to the body's after this callback: the timer
+     * puts the handler's back. */
+    lws_set_timer_usecs(wsi, 1);
+  }
+  return 0;
+}
+
+/* libwebsockets ends a body without a Content-Length after 100 MiB of
+ * it, framing included, and would then take the rest for a new request:
+ * a chunked body that has not ended by then is refused and reading
+ * stops for good. */
+static void on_lws_body_done(tw_server *srv, struct lws *wsi,
+                             tw_server_req *req) {
+  if (!req->chunked) {
+    on_body_done(srv, wsi, req);
+    return;
+  }
+  if (req->body_done || req->rx_stopped)
+    return;
+  req->rx_stopped = true;
+  req->rx_paused = true;
+  lws_rx_flow_control(wsi, 0);
+  tw__server_req_reject(req, 413, "PAYLOAD_TOO_LARGE",
+                        "a chunked body may be at most 100 MiB with its "
+                        "framing; send larger ones with a Content-Length");
+}
+
 /* Drains the wake-up queue on the loop thread. */
 static void drain_wakeups(tw_server *srv) {
   pthread_mutex_lock(&srv->mu);
@@ -670,7 +781,7 @@ static void drain_wakeups(tw_server *srv) {
       bool resume = req->want_resume;
       bool write = req->responded;
       pthread_mutex_unlock(&req->mu);
-      if (resume && req->rx_paused) {
+      if (resume && req->rx_paused && !req->rx_stopped) {
         req->rx_paused = false;
         lws_rx_flow_control(req->wsi, 1);
         lws_set_timeout(req->wsi, PENDING_TIMEOUT_HTTP_CONTENT,
@@ -702,11 +813,18 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
     return on_http(srv, wsi, conn);
   case LWS_CALLBACK_HTTP_BODY:
     if (conn != NULL && conn->req != NULL)
-      return on_body(srv, wsi, conn->req, in, len);
+      return conn->req->chunked ? on_body_chunked(srv, wsi, conn->req, in, len)
+                                : body_bytes(srv, wsi, conn->req, in, len);
     return 0;
   case LWS_CALLBACK_HTTP_BODY_COMPLETION:
     if (conn != NULL && conn->req != NULL)
-      on_body_done(srv, wsi, conn->req);
+      on_lws_body_done(srv, wsi, conn->req);
+    return 0;
+  case LWS_CALLBACK_TIMER:
+    if (conn != NULL && conn->req != NULL && conn->req->body_done &&
+        !conn->req->started)
+      lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
+                      (int)srv->opts.handler_timeout_s);
     return 0;
   case LWS_CALLBACK_HTTP_WRITEABLE:
     if (conn != NULL && conn->req != NULL) {
@@ -772,6 +890,10 @@ static int listen_callback(struct lws *wsi, enum lws_callback_reasons reason,
         close(fd);
         continue;
       }
+      /* Without it a response's head and body, written separately, wait
+       * for the client's delayed ACK (40 ms) on a kept-alive connection. */
+      int one = 1;
+      (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       (void)lws_adopt_socket_vhost(srv->vhost, fd); /* closes fd on failure */
     }
     return 0;

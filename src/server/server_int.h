@@ -86,6 +86,43 @@ int tw__server_listen_parse(const char *spec, char *host, size_t hostcap,
 /* True when name is an HTTP token and value has no CR, LF or NUL. */
 bool tw__server_header_ok(const char *name, const char *value);
 
+/* --- Chunked request bodies (chunked.c; pure, fuzzed) ------------------- */
+
+/* Longest chunk-size line (with its extensions) or trailer line, and the
+ * longest trailer section, in bytes. */
+#define TW__CHUNKED_MAX_LINE 8192u
+#define TW__CHUNKED_MAX_TRAILERS 65536u
+/* Largest chunk size accepted. */
+#define TW__CHUNKED_MAX_SIZE (UINT64_C(1) << 62)
+
+enum { TW__CHUNKED_MORE, TW__CHUNKED_DONE, TW__CHUNKED_BAD };
+
+/* The state of one chunked body being decoded; caller-owned storage. */
+typedef struct tw__chunked {
+  int state;
+  unsigned digits;   /* hex digits of the size being read */
+  uint64_t size;     /* the size being read, then the data left of it */
+  size_t line;       /* bytes of the current size or trailer line */
+  size_t trailers;   /* bytes of the trailer section */
+  uint64_t total;    /* body bytes decoded */
+  uint64_t consumed; /* input bytes consumed */
+  const char *error; /* why it failed (static text), NULL before */
+} tw__chunked;
+
+void tw__server_chunked_init(tw__chunked *c);
+/* Decodes in[0, len) and writes the body bytes it carries to out, which
+ * has room for len bytes (out == in is allowed: the body is never longer
+ * than its framing). *outlen gets the body bytes written, *used the input
+ * bytes consumed. Returns TW__CHUNKED_MORE when all of in was consumed
+ * and the body goes on; TW__CHUNKED_DONE when the body ended (the last
+ * chunk and the trailer section): bytes of in past *used are not part of
+ * it; TW__CHUNKED_BAD when the framing is malformed, with c->error saying
+ * why (out may hold body bytes decoded before the fault). After DONE or
+ * BAD every call returns the same and consumes nothing. */
+int tw__server_chunked_decode(tw__chunked *c, const unsigned char *in,
+                              size_t len, unsigned char *out, size_t *outlen,
+                              size_t *used);
+
 /* --- Routes ------------------------------------------------------------- */
 
 typedef enum tw__route_kind {
@@ -207,11 +244,15 @@ struct tw_server_req {
   uint64_t max_body;  /* effective limit */
   bool body_expected; /* a body was announced */
   bool body_done;     /* all of it arrived */
+  bool chunked;       /* Transfer-Encoding: chunked; decoded by chunk */
+  tw__chunked chunk;
   bool rx_paused;
+  bool rx_stopped;  /* reading stopped for good */
   bool started;     /* headers written */
   bool finished;    /* the whole response written */
   bool close_after; /* close the connection after the response */
   bool chunked_out;
+  bool no_sendfile; /* the file body goes through pread + lws_write */
   uint64_t sent;    /* body bytes written */
   uint64_t to_send; /* body bytes to write (known lengths) */
   int status_sent;
@@ -226,7 +267,9 @@ typedef struct tw__conn {
   tw_server_ws *ws;
 } tw__conn;
 
-#define TW__SERVER_CHUNK (64u * 1024u)
+#define TW__SERVER_CHUNK (256u * 1024u)
+/* Most body bytes written in one writable callback. */
+#define TW__SERVER_WRITE_MAX ((size_t)4 << 20)
 
 /* --- WebSocket connections ---------------------------------------------- */
 
