@@ -1,6 +1,7 @@
 /*
  * fuzz_oci_name.c - libFuzzer target for the registry's validators of
- * repository names, tags, digests and references.
+ * repository names, tags, digests (sha256, and sha512 for blobs and
+ * manifests) and references (of both kinds).
  *
  * Each is checked against an independent implementation: the spec's
  * regular expressions compiled by the C library's regcomp (POSIX ERE), so
@@ -34,8 +35,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
   "^[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$"
 #define TAG_RE "^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$"
 #define DIGEST_RE "^sha256:[a-f0-9]{64}$"
+#define BLOB_DIGEST_RE "^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$"
 
-static regex_t name_re, tag_re, digest_re;
+static regex_t name_re, tag_re, digest_re, blob_digest_re;
 
 static void init(void) {
   static bool done;
@@ -44,6 +46,8 @@ static void init(void) {
   CHECK(regcomp(&name_re, NAME_RE, REG_EXTENDED | REG_NOSUB) == 0);
   CHECK(regcomp(&tag_re, TAG_RE, REG_EXTENDED | REG_NOSUB) == 0);
   CHECK(regcomp(&digest_re, DIGEST_RE, REG_EXTENDED | REG_NOSUB) == 0);
+  CHECK(regcomp(&blob_digest_re, BLOB_DIGEST_RE, REG_EXTENDED | REG_NOSUB) ==
+        0);
   done = true;
 }
 
@@ -84,6 +88,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   rc = tw_reg_digest_check(s, size, NULL);
   CHECK((rc == TW_OK) == matches(&digest_re, s, size));
+  rc = tw_reg_blob_digest_check(s, size, NULL);
+  CHECK((rc == TW_OK) == matches(&blob_digest_re, s, size));
 
   bool is_digest = false;
   rc = tw_reg_reference_check(s, size, &is_digest, NULL);
@@ -91,6 +97,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK((rc == TW_OK) == ref_ok);
   if (rc == TW_OK)
     CHECK(is_digest == matches(&digest_re, s, size));
+  rc = tw_reg_manifest_ref_check(s, size, &is_digest, NULL);
+  ref_ok = matches(&tag_re, s, size) || matches(&blob_digest_re, s, size);
+  CHECK((rc == TW_OK) == ref_ok);
+  if (rc == TW_OK)
+    CHECK(is_digest == matches(&blob_digest_re, s, size));
   free(s);
   return 0;
 }

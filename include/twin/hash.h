@@ -3,7 +3,8 @@
  *
  * Digests name content everywhere in Twin: wasm modules, OCI blobs, traces,
  * provenance records. The textual form is the OCI one, "sha256:<64 lowercase
- * hex digits>".
+ * hex digits>". SHA-512 ("sha512:<128 hex digits>") exists only for OCI
+ * blobs that clients name by it; Twin itself computes SHA-256.
  *
  * Thread safety: the one-shot functions may be called from any thread; a
  * tw_sha256 belongs to one thread at a time.
@@ -18,6 +19,8 @@ TW_EXTERN_C_BEGIN
 
 #define TW_SHA256_LEN 32
 #define TW_SHA256_HEX_LEN 64 /* without the terminator */
+#define TW_SHA512_LEN 64
+#define TW_SHA512_HEX_LEN 128 /* without the terminator */
 
 /* Streaming state; opaque. */
 typedef struct tw_sha256_state tw_sha256_state;
@@ -43,6 +46,11 @@ TW_API int tw_sha256_hex(const void *data, size_t n,
 /* Digest of a whole file, streamed. Errors name the path
  * (TW_ENOENT, TW_EPERM, TW_EIO, TW_ENOMEM). */
 TW_API int tw_sha256_file(const char *path, uint8_t out[TW_SHA256_LEN],
+                          tw_err *err);
+
+/* SHA-512 of data[0..n), and of a whole file (errors as tw_sha256_file). */
+TW_API int tw_sha512(const void *data, size_t n, uint8_t out[TW_SHA512_LEN]);
+TW_API int tw_sha512_file(const char *path, uint8_t out[TW_SHA512_LEN],
                           tw_err *err);
 
 /* Writes 2*n lowercase hex digits and a NUL to out. */

@@ -123,12 +123,23 @@ TW_API int tw_reg_err_body(const tw_reg_err *e, tw_buf *out);
 TW_API int tw_reg_name_check(const char *name, size_t len, tw_err *err);
 /* [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} */
 TW_API int tw_reg_tag_check(const char *tag, size_t len, tw_err *err);
-/* "sha256:" and 64 lowercase hex digits (the only algorithm stored). */
+/* "sha256:" and 64 lowercase hex digits: the algorithm of every digest
+ * the registry computes itself (tags, model artifacts). */
 TW_API int tw_reg_digest_check(const char *digest, size_t len, tw_err *err);
-/* A manifest reference: a digest (*is_digest true) or a tag. An
+/* A digest content may be named by: sha256 as above, or "sha512:" and 128
+ * lowercase hex digits. Clients may name blobs, and manifests they push
+ * by digest (and so subjects), by either. */
+TW_API int tw_reg_blob_digest_check(const char *digest, size_t len,
+                                    tw_err *err);
+/* A reference: a sha256 digest (*is_digest true) or a tag. An
  * algorithm:encoded string of another algorithm is refused as a digest. */
 TW_API int tw_reg_reference_check(const char *ref, size_t len, bool *is_digest,
                                   tw_err *err);
+/* The reference of a /v2/<name>/manifests/ route: like
+ * tw_reg_reference_check, with a sha512 digest accepted too (a manifest
+ * pushed by its sha512 digest is known by that digest). */
+TW_API int tw_reg_manifest_ref_check(const char *ref, size_t len,
+                                     bool *is_digest, tw_err *err);
 
 /* --- Manifests ------------------------------------------------------------ */
 
@@ -145,7 +156,7 @@ TW_API int tw_reg_reference_check(const char *ref, size_t len, bool *is_digest,
 /* A descriptor; strings are borrowed from the manifest. */
 typedef struct tw_reg_desc {
   const char *media_type;
-  const char *digest;        /* valid sha256 */
+  const char *digest;        /* valid sha256 or sha512 */
   int64_t size;              /* >= 0 */
   const char *artifact_type; /* NULL when absent */
 } tw_reg_desc;
@@ -201,8 +212,9 @@ TW_API int tw_reg_blob_stat(tw_reg *r, const char *name, const char *digest,
 /* Appends the blob's content, verified, to out (max_bytes 0: no limit). */
 TW_API int tw_reg_blob_get(tw_reg *r, const char *name, const char *digest,
                            size_t max_bytes, tw_buf *out, tw_reg_err *e);
-/* Stores data as a blob of name, checked against digest (may be NULL),
- * and links it; *digest_out (may be NULL) gets its digest. */
+/* Stores data as a blob of name, checked against digest (may be NULL;
+ * sha256 or sha512), and links it under digest (its sha256 digest when
+ * NULL); *digest_out (may be NULL) gets its sha256 digest. */
 TW_API int tw_reg_blob_put(tw_reg *r, const char *name, const void *data,
                            size_t n, const char *digest,
                            char digest_out[TW_STORE_DIGEST_LEN + 1],
@@ -270,33 +282,42 @@ TW_API int tw_reg_upload_gc(tw_reg *r, int64_t max_age_s, size_t *removed,
 /* --- Manifests and tags ----------------------------------------------------
  */
 
+/* Both digests are sized for sha512 ("sha512:" and 128 hex): a manifest
+ * pushed by a sha512 digest is known by it, and so may a subject be. */
 typedef struct tw_reg_put_result {
-  char digest[TW_STORE_DIGEST_LEN + 1];  /* the manifest's (Docker-Content-
+  char digest[TW_STORE_DIGEST_MAX + 1];  /* the manifest's (Docker-Content-
                                             Digest, Location) */
-  char subject[TW_STORE_DIGEST_LEN + 1]; /* OCI-Subject, or "" */
+  char subject[TW_STORE_DIGEST_MAX + 1]; /* OCI-Subject, or "" */
 } tw_reg_put_result;
 
 /* PUT /v2/<name>/manifests/<reference>. The manifest is parsed with
  * content_type (tw_reg_manifest_parse); every blob it names (config and
  * layers) must be linked into name and every manifest an index names must
  * be a manifest of name (MANIFEST_BLOB_UNKNOWN); the subject need not
- * exist. A digest reference must be the manifest's digest
- * (DIGEST_INVALID); a tag is pointed at it atomically. On failure nothing
- * is stored. */
+ * exist. reference is checked by tw_reg_manifest_ref_check. A digest
+ * reference must be the manifest's digest by that digest's algorithm
+ * (DIGEST_INVALID): the manifest is stored and known by that digest only
+ * (a sha512 one is blob blobs/sha512/<hex>; GET by its sha256 digest is
+ * MANIFEST_UNKNOWN, as the client chose the algorithm). A tag is pointed
+ * at the manifest's sha256 digest, atomically. On failure nothing is
+ * stored. */
 TW_API int tw_reg_manifest_put(tw_reg *r, const char *name,
                                const char *reference, const char *content_type,
                                const void *data, size_t len,
                                tw_reg_put_result *res, tw_reg_err *e);
 /* GET/HEAD: appends the manifest to body (NULL for HEAD: only checked to
  * exist) and its media type to media_type (may be NULL); digest (may be
- * NULL) gets its digest. NAME_UNKNOWN, MANIFEST_UNKNOWN. */
+ * NULL; room for a sha512 digest) gets its digest: the reference itself
+ * when that is a digest (sha256 or sha512), else the sha256 digest the
+ * tag points at. NAME_UNKNOWN, MANIFEST_UNKNOWN. */
 TW_API int tw_reg_manifest_get(tw_reg *r, const char *name,
                                const char *reference, tw_buf *body,
                                tw_buf *media_type,
-                               char digest[TW_STORE_DIGEST_LEN + 1],
+                               char digest[TW_STORE_DIGEST_MAX + 1],
                                tw_reg_err *e);
-/* DELETE by digest: unlinks the manifest, drops its referrers entry and
- * every tag that points at it. A tag reference deletes only the tag. */
+/* DELETE by digest (sha256 or sha512: the digest it was pushed by):
+ * unlinks the manifest, drops its referrers entry and every tag that
+ * points at it. A tag reference deletes only the tag. */
 TW_API int tw_reg_manifest_delete(tw_reg *r, const char *name,
                                   const char *reference, tw_reg_err *e);
 
@@ -312,8 +333,8 @@ TW_API int tw_reg_tags_list(tw_reg *r, const char *name, long n,
 
 /* GET /v2/<name>/referrers/<digest>: appends an image index whose
  * manifests are the descriptors of the manifests of name whose subject is
- * digest, sorted by digest, with artifactType and annotations; with
- * artifact_type (may be NULL) only those of that type
+ * digest (sha256 or sha512), sorted by digest, with artifactType and
+ * annotations; with artifact_type (may be NULL) only those of that type
  * (*filtered, may be NULL, tells the handler to send
  * OCI-Filters-Applied: artifactType). An unknown subject is an empty
  * index, never an error. */
@@ -341,7 +362,8 @@ typedef struct tw_reg_gc_stats {
 
 /* Marks every blob referenced by a manifest of any repository (their
  * configs, layers and the manifests an index names) and by the store's
- * index.json, then removes the unmarked blobs older than the grace period,
+ * index.json, then removes the unmarked blobs (of blobs/sha256 and
+ * blobs/sha512) older than the grace period,
  * holding the store lock exclusively throughout (pushes wait). opts and
  * stats may be NULL. */
 TW_API int tw_reg_gc(tw_reg *r, const tw_reg_gc_opts *opts,
@@ -398,6 +420,34 @@ TW_API int tw_reg_model_parse(const void *manifest, size_t len,
  * (TW_EDIGEST). */
 TW_API int tw_reg_model_verify(const tw_reg_model_ref *ref, const void *wasm,
                                size_t len, tw_err *err);
+/* What the server checks when a manifest is pushed to name: when
+ * manifest[0..len) is a model (artifactType or config media type of a
+ * model), it must be a well-formed model artifact whose .wasm layer the
+ * loader of e accepts (WASI allowed: the grant is the runner's decision)
+ * and whose config is that module's descriptor (equal as JSON). Failures
+ * are MANIFEST_INVALID naming the cause. Anything else (not a model, a
+ * manifest that does not parse, a layer not in name) is left to
+ * tw_reg_manifest_put to judge: TW_OK. */
+TW_API int tw_reg_model_check(tw_reg *r, tw_wasm_engine *e, const char *name,
+                              const void *manifest, size_t len,
+                              tw_reg_err *err);
+
+/* A model artifact stored in a repository, as a registration reads it. */
+typedef struct tw_reg_model_info {
+  char manifest_digest[TW_STORE_DIGEST_LEN + 1];
+  tw_reg_model_ref ref;
+  tw_buf descriptor; /* the config: the model descriptor (JSON object) */
+} tw_reg_model_info;
+
+/* Reads the model artifact name:reference: its manifest (MANIFEST_UNKNOWN,
+ * NAME_UNKNOWN; MANIFEST_INVALID when it is not a model, or when reference
+ * is a sha512 digest: a model is recorded by its sha256 one) and its
+ * config (BLOB_UNKNOWN when missing). out->descriptor is appended to
+ * (initialise it; the caller finis it). */
+TW_API int tw_reg_model_info_get(tw_reg *r, const char *name,
+                                 const char *reference, tw_reg_model_info *out,
+                                 tw_reg_err *e);
+
 /* Reads the model of name:reference out of r into wasm (appended),
  * verified against the manifest. */
 TW_API int tw_reg_model_pull(tw_reg *r, const char *name, const char *reference,

@@ -41,6 +41,8 @@ TW_EXTERN_C_BEGIN
 
 /* "sha256:" and 64 lowercase hex digits, without the terminator. */
 #define TW_STORE_DIGEST_LEN (7 + TW_SHA256_HEX_LEN)
+/* The longest digest a blob may be named by: "sha512:" and 128 hex. */
+#define TW_STORE_DIGEST_MAX (7 + TW_SHA512_HEX_LEN)
 
 typedef struct tw_store tw_store;
 
@@ -66,6 +68,11 @@ TW_API const char *tw_store_dir(const tw_store *s);
  * saying what is wrong otherwise (another algorithm, the length, upper
  * case, a character that is not a hex digit). */
 TW_API int tw_store_digest_check(const char *digest, tw_err *err);
+/* Like tw_store_digest_check, also accepting "sha512:" and 128 lowercase
+ * hex digits: the blobs (layers, configs, manifests) OCI clients name by
+ * sha512 are stored under blobs/sha512/<hex>. Everything Twin computes itself
+ * stays sha256. The functions below that take a digest accept both. */
+TW_API int tw_store_digest_check_any(const char *digest, tw_err *err);
 
 /* Appends the path of the blob digest (which may not exist) to out. */
 TW_API int tw_store_blob_path(const tw_store *s, const char *digest,
@@ -132,12 +139,14 @@ TW_API int tw_store_writer_sync(tw_store_writer *w, tw_err *err);
 
 /* Finishes the blob: when expect_digest is not NULL the content must hash
  * to it (TW_EDIGEST otherwise, naming both digests; TW_EINVAL for a
- * malformed or non-sha256 digest), when expect_size >= 0 it must have
+ * malformed digest or one neither sha256 nor sha512; a sha512 one is
+ * checked by hashing the file again), when expect_size >= 0 it must have
  * that many bytes (TW_ERANGE). Then the file is synced, renamed to its
  * blob (an existing blob is replaced by the same bytes, which also makes
  * it young again for garbage collection) and the blob directory synced;
  * the rename happens under the store's shared lock (tw_store_lock). The
- * digest, with a terminator, goes to digest (may be NULL). Whatever the
+ * sha256 digest of the content, with a terminator, goes to digest (may be
+ * NULL), also when the blob is stored by its sha512 one. Whatever the
  * outcome, the writer accepts no more bytes: close it. */
 TW_API int tw_store_writer_commit(tw_store_writer *w, const char *expect_digest,
                                   int64_t expect_size,

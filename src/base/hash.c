@@ -1,5 +1,6 @@
 /*
- * hash.c - SHA-256 over OpenSSL 3's EVP interface, and hex encoding.
+ * hash.c - SHA-256 (and SHA-512, for OCI blobs named by it) over OpenSSL
+ * 3's EVP interface, and hex encoding.
  *
  * A tw_sha256_state wraps one EVP_MD_CTX. The wrapper comes from tw_alloc
  * so allocation-failure tests reach it; the context itself is OpenSSL's and
@@ -43,7 +44,9 @@ static int ossl_error(void) {
   return TW_EINTERNAL;
 }
 
-int tw_sha256_new(tw_sha256_state **out) {
+/* A hasher of algorithm md; a SHA-512 one is used only inside this file
+ * (tw_sha512_file) and finished with state_final. */
+static int state_new(const EVP_MD *md, tw_sha256_state **out) {
   tw_sha256_state *h = tw_alloc(sizeof *h);
   if (h == NULL)
     return TW_ENOMEM;
@@ -54,13 +57,17 @@ int tw_sha256_new(tw_sha256_state **out) {
     return TW_ENOMEM;
   }
   h->finished = false;
-  if (EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+  if (EVP_DigestInit_ex(h->ctx, md, NULL) != 1) {
     int rc = ossl_error();
     tw_sha256_free(h);
     return rc;
   }
   *out = h;
   return TW_OK;
+}
+
+int tw_sha256_new(tw_sha256_state **out) {
+  return state_new(EVP_sha256(), out);
 }
 
 int tw_sha256_update(tw_sha256_state *h, const void *data, size_t n) {
@@ -73,7 +80,8 @@ int tw_sha256_update(tw_sha256_state *h, const void *data, size_t n) {
   return TW_OK;
 }
 
-int tw_sha256_final(tw_sha256_state *h, uint8_t out[TW_SHA256_LEN]) {
+/* Writes the digest of want bytes to out. */
+static int state_final(tw_sha256_state *h, uint8_t *out, unsigned want) {
   if (h->finished)
     return TW_EINVAL;
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -81,10 +89,14 @@ int tw_sha256_final(tw_sha256_state *h, uint8_t out[TW_SHA256_LEN]) {
   if (EVP_DigestFinal_ex(h->ctx, md, &len) != 1)
     return ossl_error();
   h->finished = true;
-  if (len != TW_SHA256_LEN)
+  if (len != want)
     return TW_EINTERNAL;
-  memcpy(out, md, TW_SHA256_LEN);
+  memcpy(out, md, want);
   return TW_OK;
+}
+
+int tw_sha256_final(tw_sha256_state *h, uint8_t out[TW_SHA256_LEN]) {
+  return state_final(h, out, TW_SHA256_LEN);
 }
 
 int tw_sha256_reset(tw_sha256_state *h) {
@@ -113,6 +125,17 @@ int tw_sha256(const void *data, size_t n, uint8_t out[TW_SHA256_LEN]) {
   return TW_OK;
 }
 
+int tw_sha512(const void *data, size_t n, uint8_t out[TW_SHA512_LEN]) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(n ? data : "", n, md, &len, EVP_sha512(), NULL) != 1)
+    return ossl_error();
+  if (len != TW_SHA512_LEN)
+    return TW_EINTERNAL;
+  memcpy(out, md, TW_SHA512_LEN);
+  return TW_OK;
+}
+
 int tw_sha256_hex(const void *data, size_t n,
                   char out_hex[TW_SHA256_HEX_LEN + 1]) {
   uint8_t md[TW_SHA256_LEN];
@@ -138,7 +161,9 @@ static int hash_fd(int fd, const char *path, tw_sha256_state *h,
   }
 }
 
-int tw_sha256_file(const char *path, uint8_t out[TW_SHA256_LEN], tw_err *err) {
+/* Digest (of mdlen bytes, algorithm md) of the file at path. */
+static int hash_file(const char *path, const EVP_MD *md_alg, unsigned mdlen,
+                     uint8_t *out, tw_err *err) {
   int fd = tw_file_open_read(path, err);
   if (fd < 0)
     return fd;
@@ -147,16 +172,16 @@ int tw_sha256_file(const char *path, uint8_t out[TW_SHA256_LEN], tw_err *err) {
   tw_sha256_state *h = NULL;
   unsigned char *chunk = tw_alloc(FILE_CHUNK);
   if (chunk != NULL)
-    rc = tw_sha256_new(&h);
+    rc = state_new(md_alg, &h);
   if (rc != TW_OK) {
     tw_err_set(err, rc, "%s: cannot hash: %s", path, tw_strerror(rc));
   } else {
-    uint8_t md[TW_SHA256_LEN];
+    uint8_t md[TW_SHA512_LEN];
     rc = hash_fd(fd, path, h, chunk, err);
     if (rc == TW_OK)
-      rc = tw_sha256_final(h, md);
+      rc = state_final(h, md, mdlen);
     if (rc == TW_OK)
-      memcpy(out, md, sizeof md);
+      memcpy(out, md, mdlen);
     else
       tw_err_set(err, rc, "%s: hashing failed: %s", path, tw_strerror(rc));
   }
@@ -164,6 +189,14 @@ int tw_sha256_file(const char *path, uint8_t out[TW_SHA256_LEN], tw_err *err) {
   tw_free(chunk);
   close(fd);
   return rc;
+}
+
+int tw_sha256_file(const char *path, uint8_t out[TW_SHA256_LEN], tw_err *err) {
+  return hash_file(path, EVP_sha256(), TW_SHA256_LEN, out, err);
+}
+
+int tw_sha512_file(const char *path, uint8_t out[TW_SHA512_LEN], tw_err *err) {
+  return hash_file(path, EVP_sha512(), TW_SHA512_LEN, out, err);
 }
 
 void tw_hex_encode(const uint8_t *in, size_t n, char *out) {

@@ -180,18 +180,27 @@ void tw_store_close(tw_store *s) {
 
 const char *tw_store_dir(const tw_store *s) { return s->dir; }
 
-int tw_store_digest_check(const char *digest, tw_err *err) {
+/* True for a "sha512:" digest (the caller checked it). */
+static bool is_sha512(const char *digest) {
+  return strncmp(digest, "sha512:", 7) == 0;
+}
+
+/* Checks digest; sha512 digests too when sha512_ok. */
+static int check_digest(const char *digest, bool sha512_ok, tw_err *err) {
   const char *colon = strchr(digest, ':');
   if (colon == NULL)
     return tw_err_set(err, TW_EINVAL,
                       "'%.80s' is not a digest (sha256:<64 hex digits>)",
                       digest);
-  if ((size_t)(colon - digest) != 6 || strncmp(digest, "sha256", 6) != 0)
+  bool sha512 = sha512_ok && (size_t)(colon - digest) == 6 &&
+                strncmp(digest, "sha512", 6) == 0;
+  if (!sha512 &&
+      ((size_t)(colon - digest) != 6 || strncmp(digest, "sha256", 6) != 0))
     return tw_err_set(err, TW_EINVAL,
                       "digest '%.80s': algorithm '%.*s' is not supported "
-                      "(sha256 only)",
+                      "(%s only)",
                       digest, (int)(colon - digest < 32 ? colon - digest : 32),
-                      digest);
+                      digest, sha512_ok ? "sha256 and sha512" : "sha256");
   const char *hex = colon + 1;
   size_t n = strlen(hex);
   for (size_t i = 0; i < n; i++) {
@@ -205,20 +214,29 @@ int tw_store_digest_check(const char *digest, tw_err *err) {
                         "digest '%.80s': character %zu is not a hex digit",
                         digest, i + 1);
   }
-  if (n != TW_SHA256_HEX_LEN)
+  size_t want = sha512 ? TW_SHA512_HEX_LEN : TW_SHA256_HEX_LEN;
+  if (n != want)
     return tw_err_set(err, TW_EINVAL,
-                      "digest '%.80s': %zu hex digits, a sha256 digest has "
-                      "%d",
-                      digest, n, TW_SHA256_HEX_LEN);
+                      "digest '%.80s': %zu hex digits, a %s digest has %zu",
+                      digest, n, sha512 ? "sha512" : "sha256", want);
   return TW_OK;
+}
+
+int tw_store_digest_check(const char *digest, tw_err *err) {
+  return check_digest(digest, false, err);
+}
+
+int tw_store_digest_check_any(const char *digest, tw_err *err) {
+  return check_digest(digest, true, err);
 }
 
 int tw_store_blob_path(const tw_store *s, const char *digest, tw_buf *out,
                        tw_err *err) {
-  int rc = tw_store_digest_check(digest, err);
+  int rc = tw_store_digest_check_any(digest, err);
   if (rc != TW_OK)
     return rc;
-  if (tw_buf_printf(out, "%s/blobs/sha256/%s", s->dir, digest + 7) != TW_OK)
+  if (tw_buf_printf(out, "%s/blobs/%.6s/%s", s->dir, digest, digest + 7) !=
+      TW_OK)
     return tw_err_set(err, TW_ENOMEM, "model store: out of memory");
   return TW_OK;
 }
@@ -243,14 +261,23 @@ static int existing_blob(const tw_store *s, const char *digest, tw_buf *path,
   return TW_OK;
 }
 
+/* got holds n bytes of the digest of the blob digest (same algorithm). */
 static int corrupt(tw_err *err, const tw_store *s, const char *digest,
-                   const uint8_t got[TW_SHA256_LEN]) {
-  char hex[TW_SHA256_HEX_LEN + 1];
-  tw_hex_encode(got, TW_SHA256_LEN, hex);
+                   const uint8_t *got, size_t n) {
+  char hex[TW_SHA512_HEX_LEN + 1];
+  tw_hex_encode(got, n, hex);
   return tw_err_set(err, TW_EDIGEST,
                     "model store %s: blob %s is corrupt: its content hashes "
-                    "to sha256:%s (remove it and add the model again)",
-                    s->dir, digest, hex);
+                    "to %.6s:%s (remove it and add the model again)",
+                    s->dir, digest, digest, hex);
+}
+
+/* Whether got, a digest of digest's algorithm, is digest (checked). */
+static bool matches(const char *digest, const uint8_t *got) {
+  size_t n = is_sha512(digest) ? TW_SHA512_LEN : TW_SHA256_LEN;
+  uint8_t want[TW_SHA512_LEN];
+  (void)tw_hex_decode(digest + 7, 2 * n, want, n);
+  return memcmp(want, got, n) == 0;
 }
 
 int tw_store_read(const tw_store *s, const char *digest, size_t max_bytes,
@@ -260,14 +287,15 @@ int tw_store_read(const tw_store *s, const char *digest, size_t max_bytes,
   size_t len = out->len;
   if (rc == TW_OK)
     rc = tw_file_read_all(path.data, max_bytes, out, err);
-  uint8_t want[TW_SHA256_LEN], got[TW_SHA256_LEN];
+  uint8_t got[TW_SHA512_LEN];
   if (rc == TW_OK) {
-    (void)tw_hex_decode(digest + 7, TW_SHA256_HEX_LEN, want, TW_SHA256_LEN);
-    rc = tw_sha256(out->data + len, out->len - len, got);
+    bool sha512 = is_sha512(digest);
+    rc = sha512 ? tw_sha512(out->data + len, out->len - len, got)
+                : tw_sha256(out->data + len, out->len - len, got);
     if (rc != TW_OK)
       rc = tw_err_set(err, rc, "model store: cannot hash %s", digest);
-    else if (memcmp(want, got, TW_SHA256_LEN) != 0)
-      rc = corrupt(err, s, digest, got);
+    else if (!matches(digest, got))
+      rc = corrupt(err, s, digest, got, sha512 ? TW_SHA512_LEN : TW_SHA256_LEN);
     if (rc != TW_OK)
       tw_buf_truncate(out, len);
   }
@@ -278,14 +306,13 @@ int tw_store_read(const tw_store *s, const char *digest, size_t max_bytes,
 int tw_store_verify(const tw_store *s, const char *digest, tw_err *err) {
   tw_buf path = TW_BUF_INIT;
   int rc = existing_blob(s, digest, &path, err);
-  uint8_t want[TW_SHA256_LEN], got[TW_SHA256_LEN];
+  uint8_t got[TW_SHA512_LEN];
+  bool sha512 = rc == TW_OK && is_sha512(digest);
   if (rc == TW_OK)
-    rc = tw_sha256_file(path.data, got, err);
-  if (rc == TW_OK) {
-    (void)tw_hex_decode(digest + 7, TW_SHA256_HEX_LEN, want, TW_SHA256_LEN);
-    if (memcmp(want, got, TW_SHA256_LEN) != 0)
-      rc = corrupt(err, s, digest, got);
-  }
+    rc = sha512 ? tw_sha512_file(path.data, got, err)
+                : tw_sha256_file(path.data, got, err);
+  if (rc == TW_OK && !matches(digest, got))
+    rc = corrupt(err, s, digest, got, sha512 ? TW_SHA512_LEN : TW_SHA256_LEN);
   tw_buf_fini(&path);
   return rc;
 }
@@ -468,14 +495,37 @@ void tw_store_unlock(int fd) {
     close(fd); /* releases the flock */
 }
 
+/* Checks that the writer's file hashes to the sha512 digest want, and
+ * makes blobs/sha512 when it is missing. */
+static int check_sha512(tw_store_writer *w, const char *want, tw_err *err) {
+  uint8_t got[TW_SHA512_LEN];
+  int rc = tw_sha512_file(w->path, got, err);
+  if (rc == TW_OK && !matches(want, got)) {
+    char hex[TW_SHA512_HEX_LEN + 1];
+    tw_hex_encode(got, TW_SHA512_LEN, hex);
+    rc = tw_err_set(err, TW_EDIGEST,
+                    "blob upload: the content hashes to sha512:%s, not %s", hex,
+                    want);
+  }
+  tw_buf dir = TW_BUF_INIT;
+  if (rc == TW_OK && tw_buf_printf(&dir, "%s/blobs/sha512", w->s->dir) != 0)
+    rc = tw_err_set(err, TW_ENOMEM, "model store: out of memory");
+  if (rc == TW_OK && mkdir(dir.data, 0755) != 0 && errno != EEXIST)
+    rc = tw_err_sys(err, errno, "%s: cannot create the directory", dir.data);
+  tw_buf_fini(&dir);
+  return rc;
+}
+
 int tw_store_writer_commit(tw_store_writer *w, const char *expect_digest,
                            int64_t expect_size,
                            char digest[TW_STORE_DIGEST_LEN + 1], tw_err *err) {
   if (w->finished)
     return tw_err_set(err, TW_ESTATE, "%s: the blob was committed", w->path);
   w->finished = true;
-  int rc =
-      expect_digest != NULL ? tw_store_digest_check(expect_digest, err) : TW_OK;
+  int rc = expect_digest != NULL ? tw_store_digest_check_any(expect_digest, err)
+                                 : TW_OK;
+  bool sha512 =
+      rc == TW_OK && expect_digest != NULL && is_sha512(expect_digest);
   if (rc == TW_OK && expect_size >= 0 && (uint64_t)expect_size != w->size)
     rc = tw_err_set(err, TW_ERANGE,
                     "blob upload: %llu bytes received, %lld announced",
@@ -487,7 +537,7 @@ int tw_store_writer_commit(tw_store_writer *w, const char *expect_digest,
   if (rc == TW_OK) {
     memcpy(d, "sha256:", sizeof "sha256:");
     tw_hex_encode(md, TW_SHA256_LEN, d + 7);
-    if (expect_digest != NULL && strcmp(d, expect_digest) != 0)
+    if (expect_digest != NULL && !sha512 && strcmp(d, expect_digest) != 0)
       rc = tw_err_set(err, TW_EDIGEST,
                       "blob upload: the content hashes to %s, not %s", d,
                       expect_digest);
@@ -499,9 +549,13 @@ int tw_store_writer_commit(tw_store_writer *w, const char *expect_digest,
     rc = tw_err_sys(err, errno, "%s: cannot set the mode", w->path);
   if (rc == TW_OK && fsync(w->fd) != 0)
     rc = tw_err_sys(err, errno, "%s: fsync failed", w->path);
+  /* A sha512 blob is hashed again from its file: the writer hashes with
+   * sha256 as it goes, before anyone says which digest is wanted. */
+  if (rc == TW_OK && sha512)
+    rc = check_sha512(w, expect_digest, err);
   tw_buf blob = TW_BUF_INIT;
   if (rc == TW_OK)
-    rc = tw_store_blob_path(w->s, d, &blob, err);
+    rc = tw_store_blob_path(w->s, sha512 ? expect_digest : d, &blob, err);
   int lock = -1;
   if (rc == TW_OK)
     rc = tw_store_lock(w->s, false, &lock, err);

@@ -1,12 +1,15 @@
 /*
  * gc.c - garbage collection of blobs: mark what manifests reference, sweep
- * the rest of blobs/sha256 once it is older than a grace period.
+ * the rest of blobs/sha256 and blobs/sha512 once it is older than a grace
+ * period.
  *
  * Roots: every manifest linked into any repository (repos/.../_manifests;
  * referrers are manifests of their repository, so they are roots too) and
  * the manifests of the store's index.json (what `twin pull` records).
  * Each root marks itself, its config and layers, and for an index the
- * manifests it lists.
+ * manifests it lists. Marks are whole digests, so a sha256 and a sha512
+ * blob are judged each by its own name: content stored under both is two
+ * blobs, kept or removed separately.
  *
  * Races, and why none loses a blob:
  *  - The whole mark and sweep holds the store lock exclusively; commits of
@@ -24,6 +27,7 @@
  *  - A blob being read (a pull in progress) keeps its open file when it is
  *    unlinked; the read completes.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -37,30 +41,31 @@
 #include "twin/json.h"
 
 typedef struct marks {
-  char (*hex)[TW_SHA256_HEX_LEN + 1];
+  char (*d)[TW_STORE_DIGEST_MAX + 1]; /* digests, sorted before the sweep */
   size_t n, cap;
 } marks;
 
+/* Marks digest (valid: it comes from a parsed manifest, a link's name or
+ * a checked index.json entry). */
 static int mark(marks *m, const char *digest) {
   if (m->n == m->cap) {
     size_t nc = m->cap ? m->cap * 2 : 256;
-    void *nv = tw_reallocarray(m->hex, nc, sizeof *m->hex);
+    void *nv = tw_reallocarray(m->d, nc, sizeof *m->d);
     if (nv == NULL)
       return TW_ENOMEM;
-    m->hex = nv;
+    m->d = nv;
     m->cap = nc;
   }
-  memcpy(m->hex[m->n++], digest + 7, TW_SHA256_HEX_LEN + 1);
+  assert(strlen(digest) <= TW_STORE_DIGEST_MAX);
+  memcpy(m->d[m->n++], digest, strlen(digest) + 1);
   return TW_OK;
 }
 
-static int cmp_hex(const void *a, const void *b) {
-  return memcmp(a, b, TW_SHA256_HEX_LEN);
-}
+static int cmp_digest(const void *a, const void *b) { return strcmp(a, b); }
 
-static bool marked(const marks *m, const char *hex) {
+static bool marked(const marks *m, const char *digest) {
   return m->n > 0 &&
-         bsearch(hex, m->hex, m->n, sizeof *m->hex, cmp_hex) != NULL;
+         bsearch(digest, m->d, m->n, sizeof *m->d, cmp_digest) != NULL;
 }
 
 typedef struct gc {
@@ -100,7 +105,6 @@ static int mark_manifest(gc *g, const char *digest, const char *mt, int depth,
   return rc;
 }
 
-static bool is_hex(const char *s) { return tw__reg_is_hex64(s); }
 static bool is_component(const char *s) { return s[0] != '_'; }
 
 /* Marks the manifests of the repository at path (repos/<name>). */
@@ -108,13 +112,13 @@ static int mark_repo(gc *g, const char *path, tw_err *err) {
   tw_buf dir = TW_BUF_INIT, p = TW_BUF_INIT, mt = TW_BUF_INIT;
   char **hexes = NULL;
   size_t n = 0;
-  int rc = tw_buf_printf(&dir, "%s/_manifests", path) == TW_OK
-               ? tw__reg_list_dir(dir.data, is_hex, &hexes, &n, err)
-               : tw_err_set(err, TW_ENOMEM, "gc: out of memory");
+  int rc =
+      tw_buf_printf(&dir, "%s/_manifests", path) == TW_OK
+          ? tw__reg_list_dir(dir.data, tw__reg_is_hex_name, &hexes, &n, err)
+          : tw_err_set(err, TW_ENOMEM, "gc: out of memory");
   for (size_t i = 0; rc == TW_OK && i < n; i++) {
-    char d[TW_STORE_DIGEST_LEN + 1];
-    memcpy(d, "sha256:", sizeof "sha256:");
-    memcpy(d + 7, hexes[i], TW_SHA256_HEX_LEN + 1);
+    char d[TW_STORE_DIGEST_MAX + 1];
+    tw__reg_hex_digest(hexes[i], d);
     tw_buf_reset(&p);
     tw_buf_reset(&mt);
     if (tw_buf_printf(&p, "%s/%s", dir.data, hexes[i]) != TW_OK)
@@ -136,13 +140,13 @@ static int sweep_links(gc *g, const char *path, bool dry_run, tw_err *err) {
   tw_buf dir = TW_BUF_INIT, p = TW_BUF_INIT;
   char **hexes = NULL;
   size_t n = 0;
-  int rc = tw_buf_printf(&dir, "%s/_blobs", path) == TW_OK
-               ? tw__reg_list_dir(dir.data, is_hex, &hexes, &n, err)
-               : tw_err_set(err, TW_ENOMEM, "gc: out of memory");
+  int rc =
+      tw_buf_printf(&dir, "%s/_blobs", path) == TW_OK
+          ? tw__reg_list_dir(dir.data, tw__reg_is_hex_name, &hexes, &n, err)
+          : tw_err_set(err, TW_ENOMEM, "gc: out of memory");
   for (size_t i = 0; rc == TW_OK && i < n; i++) {
-    char d[TW_STORE_DIGEST_LEN + 1];
-    memcpy(d, "sha256:", sizeof "sha256:");
-    memcpy(d + 7, hexes[i], TW_SHA256_HEX_LEN + 1);
+    char d[TW_STORE_DIGEST_MAX + 1];
+    tw__reg_hex_digest(hexes[i], d);
     if (tw_store_stat(g->r->store, d, NULL, NULL) != TW_ENOENT)
       continue;
     g->st.links++;
@@ -206,7 +210,7 @@ static int mark_index_json(gc *g, tw_err *err) {
     json_t *d = json_array_get(ms, i);
     const char *dg = json_string_value(json_object_get(d, "digest"));
     const char *mt = json_string_value(json_object_get(d, "mediaType"));
-    if (dg != NULL && tw_store_digest_check(dg, NULL) == TW_OK)
+    if (dg != NULL && tw_store_digest_check_any(dg, NULL) == TW_OK)
       rc = mark_manifest(g, dg, mt, 4, err);
   }
   json_decref(v);
@@ -214,20 +218,35 @@ static int mark_index_json(gc *g, tw_err *err) {
   return rc;
 }
 
-static int sweep_blobs(gc *g, int64_t grace, bool dry_run, tw_err *err) {
+static bool is_hex64(const char *s) {
+  return tw__reg_is_hex_name(s) && strlen(s) == TW_SHA256_HEX_LEN;
+}
+
+static bool is_hex128(const char *s) {
+  return tw__reg_is_hex_name(s) && strlen(s) == TW_SHA512_HEX_LEN;
+}
+
+/* Sweeps blobs/<algo> (sha256 or sha512). A missing directory (no blob
+ * was ever named by that algorithm) has nothing to sweep. */
+static int sweep_blobs(gc *g, const char *algo, int64_t grace, bool dry_run,
+                       tw_err *err) {
+  bool sha512 = strcmp(algo, "sha512") == 0;
   tw_buf dir = TW_BUF_INIT;
   char **hexes = NULL;
-  size_t n = 0;
-  int rc = tw__reg_path(g->r, &dir, "blobs/sha256") == TW_OK
-               ? tw__reg_list_dir(dir.data, is_hex, &hexes, &n, err)
+  size_t n = 0, swept = 0;
+  int rc = tw__reg_path(g->r, &dir, "blobs/%s", algo) == TW_OK
+               ? tw__reg_list_dir(dir.data, sha512 ? is_hex128 : is_hex64,
+                                  &hexes, &n, err)
                : tw_err_set(err, TW_ENOMEM, "gc: out of memory");
   int dfd =
       rc == TW_OK ? open(dir.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-  if (rc == TW_OK && dfd < 0)
+  if (rc == TW_OK && dfd < 0 && errno != ENOENT)
     rc = tw_err_sys(err, errno, "%s: cannot open", dir.data);
   time_t now = time(NULL);
-  for (size_t i = 0; rc == TW_OK && i < n; i++) {
-    if (marked(&g->m, hexes[i]))
+  for (size_t i = 0; rc == TW_OK && dfd >= 0 && i < n; i++) {
+    char d[TW_STORE_DIGEST_MAX + 1];
+    tw__reg_hex_digest(hexes[i], d);
+    if (marked(&g->m, d))
       continue;
     struct stat st;
     if (fstatat(dfd, hexes[i], &st, AT_SYMLINK_NOFOLLOW) != 0)
@@ -242,8 +261,9 @@ static int sweep_blobs(gc *g, int64_t grace, bool dry_run, tw_err *err) {
     }
     g->st.swept++;
     g->st.bytes += (uint64_t)st.st_size;
+    swept++;
   }
-  if (rc == TW_OK && !dry_run && g->st.swept > 0 && fsync(dfd) != 0)
+  if (rc == TW_OK && !dry_run && swept > 0 && fsync(dfd) != 0)
     rc = tw_err_sys(err, errno, "%s: cannot sync", dir.data);
   if (dfd >= 0)
     close(dfd);
@@ -267,20 +287,22 @@ int tw_reg_gc(tw_reg *r, const tw_reg_gc_opts *opts, tw_reg_gc_stats *stats,
   if (rc == TW_OK)
     rc = mark_index_json(&g, err);
   if (rc == TW_OK && g.m.n > 1)
-    qsort(g.m.hex, g.m.n, sizeof *g.m.hex, cmp_hex);
+    qsort(g.m.d, g.m.n, sizeof *g.m.d, cmp_digest);
   /* Count distinct marks. */
   size_t distinct = 0;
   for (size_t i = 0; i < g.m.n; i++)
-    distinct += i == 0 || cmp_hex(g.m.hex[i - 1], g.m.hex[i]) != 0;
+    distinct += i == 0 || cmp_digest(g.m.d[i - 1], g.m.d[i]) != 0;
   g.st.marked = distinct;
   if (rc == TW_OK)
-    rc = sweep_blobs(&g, grace, dry_run, err);
+    rc = sweep_blobs(&g, "sha256", grace, dry_run, err);
+  if (rc == TW_OK)
+    rc = sweep_blobs(&g, "sha512", grace, dry_run, err);
   if (rc == TW_OK)
     rc = walk(&g, repos.data, 0, dry_run, sweep_links, err);
   tw_store_unlock(lock);
   if (rc == TW_OK && stats != NULL)
     *stats = g.st;
-  tw_free(g.m.hex);
+  tw_free(g.m.d);
   tw_buf_fini(&repos);
   return rc;
 }

@@ -5,10 +5,12 @@
  * collection, which walks what they reference.
  *
  * Invariants: a parsed manifest has schemaVersion 2, a known media type,
- * and descriptors whose digests are valid sha256 and whose sizes are
- * non-negative integers; every string it exposes is borrowed from the JSON
- * tree it owns. Parsing is bounded (TW_REG_MANIFEST_MAX bytes, jansson's
- * depth limit) and never trusts the input.
+ * and descriptors whose digests are valid sha256 or sha512 (blobs and
+ * manifests may be pushed by either, so a subject may be named by either)
+ * and whose sizes are non-negative integers; every
+ * string it exposes is borrowed from the JSON tree it owns. Parsing is
+ * bounded (TW_REG_MANIFEST_MAX bytes, jansson's depth limit) and never
+ * trusts the input.
  */
 #include <stdio.h>
 #include <string.h>
@@ -58,7 +60,7 @@ static int parse_desc(const json_t *v, const char *where, tw_reg_desc *d,
     return invalid(e, "manifest: %s: artifactType must be a string", where);
   tw_err sub;
   tw_err_init(&sub);
-  if (tw_store_digest_check(json_string_value(dg), &sub) != TW_OK)
+  if (tw_store_digest_check_any(json_string_value(dg), &sub) != TW_OK)
     return tw_reg_err_set(e, TW_REG_MANIFEST_INVALID, 0, TW_EINVAL,
                           "manifest: %s: %s", where, sub.msg);
   d->media_type = json_string_value(mt);

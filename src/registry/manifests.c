@@ -4,10 +4,16 @@
  *
  * A manifest's bytes are a blob of the store; the repository has it when
  * repos/<name>/_manifests/<hex> exists (the file holds its media type). A
- * tag is repos/<name>/_tags/<tag>, holding the digest it points at; moving
- * a tag is one rename, so a reader sees the old or the new digest. A
- * manifest with a subject also gets repos/<name>/_referrers/<subject
+ * tag is repos/<name>/_tags/<tag>, holding the sha256 digest it points at;
+ * moving a tag is one rename, so a reader sees the old or the new digest.
+ * A manifest with a subject also gets repos/<name>/_referrers/<subject
  * hex>/<hex> (referrers.c).
+ *
+ * A manifest is known by the digest it was pushed by: its sha256 digest
+ * when pushed by tag or by a sha256 digest, its sha512 digest when pushed
+ * by one (blobs/sha512/<hex>, _manifests/<128 hex>). The registry never
+ * computes the other algorithm's digest for it: the spec has it answer
+ * with the algorithm the client chose.
  *
  * Invariant: a push stores in this order: the manifest blob, its link, its
  * referrers entry, its tag; each step is a complete file, so a crash
@@ -15,17 +21,19 @@
  * Everything a manifest references is checked while the store's shared
  * lock is held, so garbage collection cannot remove it in between.
  */
+#include <assert.h>
 #include <string.h>
 
 #include "registry_int.h"
 #include "twin/hash.h"
 #include "twin/json.h"
 
-/* The reference of a request: a tag or a digest, into e with `bad`. */
+/* The reference of a request: a tag or a digest (sha256 or sha512), into
+ * e with `bad`. */
 static int check_reference(const char *ref, bool *is_digest, tw_reg_code bad,
                            tw_reg_err *e) {
   if (ref == NULL ||
-      tw_reg_reference_check(ref, strlen(ref), is_digest, &e->err) != TW_OK)
+      tw_reg_manifest_ref_check(ref, strlen(ref), is_digest, &e->err) != TW_OK)
     return tw_reg_err_set(e, *is_digest ? TW_REG_DIGEST_INVALID : bad, 0,
                           TW_EINVAL, "invalid reference");
   return TW_OK;
@@ -91,6 +99,23 @@ static int referrer_entry(const tw_reg_manifest *m, const char *digest,
   return rc;
 }
 
+/* The digest of data[0..len) by sha256, or by sha512 (a manifest pushed by
+ * its sha512 digest), into out. */
+static int manifest_digest(const void *data, size_t len, bool sha512,
+                           char out[TW_STORE_DIGEST_MAX + 1]) {
+  if (!sha512) {
+    memcpy(out, "sha256:", sizeof "sha256:");
+    return tw_sha256_hex(data, len, out + 7);
+  }
+  uint8_t md[TW_SHA512_LEN];
+  int rc = tw_sha512(data, len, md);
+  if (rc == TW_OK) {
+    memcpy(out, "sha512:", sizeof "sha512:");
+    tw_hex_encode(md, sizeof md, out + 7);
+  }
+  return rc;
+}
+
 /* Stores the parsed manifest m (data[0..len), digest) into name, all under
  * the shared lock held by the caller. */
 static int store_manifest(tw_reg *r, const char *name, const char *tag,
@@ -138,13 +163,11 @@ int tw_reg_manifest_put(tw_reg *r, const char *name, const char *reference,
     return rc;
   tw_reg_manifest *m = NULL;
   rc = tw_reg_manifest_parse(data, len, content_type, &m, e);
-  char digest[TW_STORE_DIGEST_LEN + 1];
-  if (rc == TW_OK) {
-    memcpy(digest, "sha256:", sizeof "sha256:");
-    if (tw_sha256_hex(data, len, digest + 7) != TW_OK)
-      rc = tw_reg_err_set(e, TW_REG_UNKNOWN, 0, TW_EINTERNAL,
-                          "manifest: cannot hash");
-  }
+  char digest[TW_STORE_DIGEST_MAX + 1];
+  bool sha512 = by_digest && strncmp(reference, "sha512:", 7) == 0;
+  if (rc == TW_OK && manifest_digest(data, len, sha512, digest) != TW_OK)
+    rc = tw_reg_err_set(e, TW_REG_UNKNOWN, 0, TW_EINTERNAL,
+                        "manifest: cannot hash");
   if (rc == TW_OK && by_digest && strcmp(reference, digest) != 0)
     rc = tw_reg_err_set(e, TW_REG_DIGEST_INVALID, 0, TW_EDIGEST,
                         "manifest: the content hashes to %s, not %s", digest,
@@ -157,10 +180,10 @@ int tw_reg_manifest_put(tw_reg *r, const char *name, const char *reference,
                         digest, e);
   tw_store_unlock(lock);
   if (rc == TW_OK && res != NULL) {
-    memcpy(res->digest, digest, sizeof digest);
+    memcpy(res->digest, digest, strlen(digest) + 1);
     res->subject[0] = '\0';
     if (m->has_subject)
-      memcpy(res->subject, m->subject.digest, sizeof res->subject);
+      memcpy(res->subject, m->subject.digest, strlen(m->subject.digest) + 1);
   }
   tw_reg_manifest_free(m);
   tw_reg_err_finish(e);
@@ -169,12 +192,13 @@ int tw_reg_manifest_put(tw_reg *r, const char *name, const char *reference,
 
 /* Resolves reference of name to a manifest digest that name has. */
 static int resolve(tw_reg *r, const char *name, const char *reference,
-                   bool by_digest, char digest[TW_STORE_DIGEST_LEN + 1],
+                   bool by_digest, char digest[TW_STORE_DIGEST_MAX + 1],
                    tw_buf *media_type, tw_reg_err *e) {
   tw_buf p = TW_BUF_INIT, t = TW_BUF_INIT;
   int rc = TW_OK;
   if (by_digest) {
-    memcpy(digest, reference, TW_STORE_DIGEST_LEN + 1);
+    assert(strlen(reference) <= TW_STORE_DIGEST_MAX);
+    memcpy(digest, reference, strlen(reference) + 1);
   } else {
     if (tw__reg_path(r, &p, "repos/%s/_tags/%s", name, reference) != TW_OK)
       rc = tw_err_set(&e->err, TW_ENOMEM, "registry: out of memory");
@@ -213,7 +237,7 @@ static int resolve(tw_reg *r, const char *name, const char *reference,
 
 int tw_reg_manifest_get(tw_reg *r, const char *name, const char *reference,
                         tw_buf *body, tw_buf *media_type,
-                        char digest[TW_STORE_DIGEST_LEN + 1], tw_reg_err *e) {
+                        char digest[TW_STORE_DIGEST_MAX + 1], tw_reg_err *e) {
   bool by_digest = false;
   int rc = tw__reg_check_name(name, e);
   if (rc == TW_OK)
@@ -221,7 +245,7 @@ int tw_reg_manifest_get(tw_reg *r, const char *name, const char *reference,
   if (rc == TW_OK && !tw_reg_repo_exists(r, name))
     rc = tw_reg_err_set(e, TW_REG_NAME_UNKNOWN, 0, TW_ENOENT,
                         "no repository '%s'", name);
-  char d[TW_STORE_DIGEST_LEN + 1];
+  char d[TW_STORE_DIGEST_MAX + 1];
   size_t blen = body != NULL ? body->len : 0;
   size_t mlen = media_type != NULL ? media_type->len : 0;
   if (rc == TW_OK)
@@ -233,7 +257,7 @@ int tw_reg_manifest_get(tw_reg *r, const char *name, const char *reference,
   if (rc == TW_ENOENT)
     tw_reg_err_set(e, TW_REG_MANIFEST_UNKNOWN, 0, rc, "no manifest %s", d);
   if (rc == TW_OK && digest != NULL)
-    memcpy(digest, d, sizeof d);
+    memcpy(digest, d, strlen(d) + 1);
   if (rc != TW_OK && media_type != NULL)
     tw_buf_truncate(media_type, mlen);
   if (rc != TW_OK && body != NULL)
@@ -275,7 +299,7 @@ static int untag(tw_reg *r, const char *name, const char *digest, tw_err *err) {
 static int delete_digest(tw_reg *r, const char *name, const char *digest,
                          tw_reg_err *e) {
   tw_buf mt = TW_BUF_INIT, body = TW_BUF_INIT, p = TW_BUF_INIT;
-  int rc = resolve(r, name, digest, true, (char[TW_STORE_DIGEST_LEN + 1]){0},
+  int rc = resolve(r, name, digest, true, (char[TW_STORE_DIGEST_MAX + 1]){0},
                    &mt, e);
   /* The referrers entry goes first: a crash after it leaves a manifest
    * that is still there, not an entry naming one that is gone. */

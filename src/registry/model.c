@@ -15,6 +15,7 @@
 #include "registry_int.h"
 #include "twin/hash.h"
 #include "twin/json.h"
+#include "twin/meta.h"
 
 /* A file name for the layer's title annotation (what `oras pull` writes):
  * the model's name when it is a plain file name, else "model". */
@@ -192,6 +193,110 @@ int tw_reg_model_pull(tw_reg *r, const char *name, const char *reference,
     rc = tw_reg_model_verify(&ref, wasm->data + len, wasm->len - len, &e->err);
     if (rc != TW_OK)
       tw_buf_truncate(wasm, len);
+  }
+  tw_buf_fini(&body);
+  tw_reg_err_finish(e);
+  return rc;
+}
+
+/* Whether parsed manifest m says it is a model. */
+static bool claims_model(const tw_reg_manifest *m) {
+  if (m->is_index)
+    return false;
+  return strcmp(m->config.media_type, TW_REG_MODEL_CONFIG_TYPE) == 0 ||
+         (m->artifact_type != NULL &&
+          strcmp(m->artifact_type, TW_REG_MODEL_ARTIFACT_TYPE) == 0);
+}
+
+/* Whether the blob text[0..len) is, as JSON, the object want. */
+static bool json_same(const tw_buf *text, const tw_buf *want) {
+  json_t *a = json_loadb(text->data, text->len, JSON_REJECT_DUPLICATES, NULL);
+  json_t *b = json_loadb(want->data, want->len, 0, NULL);
+  bool same = a != NULL && b != NULL && json_equal(a, b);
+  json_decref(a);
+  json_decref(b);
+  return same;
+}
+
+int tw_reg_model_check(tw_reg *r, tw_wasm_engine *e, const char *name,
+                       const void *manifest, size_t len, tw_reg_err *err) {
+  tw_reg_err pe;
+  tw_reg_err_init(&pe);
+  tw_reg_manifest *m = NULL;
+  if (tw_reg_manifest_parse(manifest, len, NULL, &m, &pe) != TW_OK)
+    return TW_OK; /* the put reports it */
+  bool model = claims_model(m);
+  tw_reg_manifest_free(m);
+  if (!model)
+    return TW_OK;
+  tw_reg_model_ref ref;
+  tw_err perr;
+  tw_err_init(&perr);
+  if (tw_reg_model_parse(manifest, len, &ref, &perr) != TW_OK)
+    return tw_reg_err_set(err, TW_REG_MANIFEST_INVALID, 0, TW_EVALIDATE,
+                          "%s: %s", name, tw_err_msg(&perr));
+  tw_buf wasm = TW_BUF_INIT, config = TW_BUF_INIT;
+  tw_reg_err be;
+  tw_reg_err_init(&be);
+  int rc = TW_OK;
+  if (tw_reg_blob_get(r, name, ref.wasm_digest, (size_t)ref.wasm_size + 1,
+                      &wasm, &be) != TW_OK) {
+    if (be.code != TW_REG_BLOB_UNKNOWN)
+      rc = tw_reg_err_set(err, be.code, be.status, be.err.code, "%s",
+                          tw_err_msg(&be.err));
+    goto out; /* a missing layer is the put's MANIFEST_BLOB_UNKNOWN */
+  }
+  tw_reg_model built;
+  tw_err lerr;
+  tw_err_init(&lerr);
+  if (tw_reg_model_build(e, wasm.data, wasm.len, true, &built, &lerr) !=
+      TW_OK) {
+    rc = tw_reg_err_set(err, TW_REG_MANIFEST_INVALID, 0, TW_EVALIDATE,
+                        "%s: the model layer %s does not load: %s", name,
+                        ref.wasm_digest, tw_err_msg(&lerr));
+    goto out;
+  }
+  tw_reg_err_init(&be);
+  if (tw_reg_blob_get(r, name, ref.config_digest, TW_META_DESCRIPTOR_MAX,
+                      &config, &be) == TW_OK &&
+      !json_same(&config, &built.config))
+    rc = tw_reg_err_set(err, TW_REG_MANIFEST_INVALID, 0, TW_EVALIDATE,
+                        "%s: the config %s is not the descriptor of the "
+                        "module %s",
+                        name, ref.config_digest, ref.wasm_digest);
+  tw_reg_model_fini(&built);
+out:
+  tw_buf_fini(&wasm);
+  tw_buf_fini(&config);
+  return rc;
+}
+
+int tw_reg_model_info_get(tw_reg *r, const char *name, const char *reference,
+                          tw_reg_model_info *out, tw_reg_err *e) {
+  tw_buf body = TW_BUF_INIT;
+  char digest[TW_STORE_DIGEST_MAX + 1];
+  tw_reg_model_ref ref;
+  int rc = tw_reg_manifest_get(r, name, reference, &body, NULL, digest, e);
+  if (rc == TW_OK && strlen(digest) != TW_STORE_DIGEST_LEN)
+    rc = tw_reg_err_set(e, TW_REG_MANIFEST_INVALID, 0, TW_EVALIDATE,
+                        "%s@%s: a model is referenced by its sha256 digest",
+                        name, digest);
+  if (rc == TW_OK) {
+    tw_err perr;
+    tw_err_init(&perr);
+    if (tw_reg_model_parse(body.data, body.len, &ref, &perr) != TW_OK)
+      rc = tw_reg_err_set(e, TW_REG_MANIFEST_INVALID, 0, TW_EVALIDATE,
+                          "%s@%s: %s", name, digest, tw_err_msg(&perr));
+  }
+  size_t len = out->descriptor.len;
+  if (rc == TW_OK)
+    rc = tw_reg_blob_get(r, name, ref.config_digest, TW_META_DESCRIPTOR_MAX,
+                         &out->descriptor, e);
+  if (rc == TW_OK) {
+    memcpy(out->manifest_digest, digest, sizeof out->manifest_digest);
+    out->ref = ref;
+  } else {
+    tw_buf_truncate(&out->descriptor, len);
   }
   tw_buf_fini(&body);
   tw_reg_err_finish(e);

@@ -116,13 +116,36 @@ int tw_reg_digest_check(const char *digest, size_t len, tw_err *err) {
   return tw_store_digest_check(buf, err);
 }
 
-int tw_reg_reference_check(const char *ref, size_t len, bool *is_digest,
+int tw_reg_blob_digest_check(const char *digest, size_t len, tw_err *err) {
+  char q[84];
+  quote(digest, len, q);
+  if (memchr(digest, '\0', len) != NULL || len > 200)
+    return tw_err_set(err, TW_EINVAL, "'%s' is not a digest", q);
+  char buf[201];
+  memcpy(buf, digest, len);
+  buf[len] = '\0';
+  return tw_store_digest_check_any(buf, err);
+}
+
+/* A tag never holds ':', so one colon makes a digest, checked by
+ * digest_check. */
+static int reference_check(const char *ref, size_t len, bool *is_digest,
+                           int (*digest_check)(const char *, size_t, tw_err *),
                            tw_err *err) {
-  /* A tag never holds ':', so one colon makes a digest. */
   if (memchr(ref, ':', len) != NULL) {
     *is_digest = true;
-    return tw_reg_digest_check(ref, len, err);
+    return digest_check(ref, len, err);
   }
   *is_digest = false;
   return tw_reg_tag_check(ref, len, err);
+}
+
+int tw_reg_reference_check(const char *ref, size_t len, bool *is_digest,
+                           tw_err *err) {
+  return reference_check(ref, len, is_digest, tw_reg_digest_check, err);
+}
+
+int tw_reg_manifest_ref_check(const char *ref, size_t len, bool *is_digest,
+                              tw_err *err) {
+  return reference_check(ref, len, is_digest, tw_reg_blob_digest_check, err);
 }

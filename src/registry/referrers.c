@@ -4,7 +4,8 @@
  * image index, optionally filtered by artifactType.
  *
  * The index is repos/<name>/_referrers/<subject hex>/<manifest hex>, one
- * file per referrer holding its descriptor, written when the manifest is
+ * file per referrer holding its descriptor (either hex may be a sha256 or
+ * a sha512 digest's, told apart by length), written when the manifest is
  * pushed and removed when it is deleted. Invariant: an entry is listed
  * only while its manifest is still in the repository, so an entry left by
  * a crash between the two removals is never served.
@@ -13,8 +14,6 @@
 
 #include "registry_int.h"
 #include "twin/json.h"
-
-static bool is_hex_name(const char *s) { return tw__reg_is_hex64(s); }
 
 /* Appends the entry at path to out when it passes the filter. */
 static int add_entry(const char *path, const char *artifact_type, tw_buf *out,
@@ -50,7 +49,7 @@ int tw_reg_referrers(tw_reg *r, const char *name, const char *digest,
                      tw_reg_err *e) {
   int rc = tw__reg_check_name(name, e);
   if (rc == TW_OK)
-    rc = tw__reg_check_digest(digest, TW_REG_NONE, e);
+    rc = tw__reg_check_blob_digest(digest, e);
   if (rc != TW_OK)
     return rc;
   if (artifact_type != NULL && artifact_type[0] == '\0')
@@ -60,7 +59,7 @@ int tw_reg_referrers(tw_reg *r, const char *name, const char *digest,
   size_t n = 0;
   rc =
       tw__reg_path(r, &dir, "repos/%s/_referrers/%s", name, digest + 7) == TW_OK
-          ? tw__reg_list_dir(dir.data, is_hex_name, &names, &n, &e->err)
+          ? tw__reg_list_dir(dir.data, tw__reg_is_hex_name, &names, &n, &e->err)
           : tw_err_set(&e->err, TW_ENOMEM, "registry: out of memory");
   size_t len = out->len;
   if (rc == TW_OK &&
@@ -69,9 +68,8 @@ int tw_reg_referrers(tw_reg *r, const char *name, const char *digest,
     rc = tw_err_set(&e->err, TW_ENOMEM, "registry: out of memory");
   bool first = true;
   for (size_t i = 0; rc == TW_OK && i < n; i++) {
-    char d[TW_STORE_DIGEST_LEN + 1];
-    memcpy(d, "sha256:", sizeof "sha256:");
-    memcpy(d + 7, names[i], TW_SHA256_HEX_LEN + 1);
+    char d[TW_STORE_DIGEST_MAX + 1];
+    tw__reg_hex_digest(names[i], d);
     if (!tw__reg_manifest_linked(r, name, d))
       continue;
     tw_buf_reset(&p);

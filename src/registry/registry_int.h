@@ -43,8 +43,9 @@ int tw__reg_remove(const char *path, tw_err *err);
 
 /* Validates name as a repository name into e (NAME_INVALID). */
 int tw__reg_check_name(const char *name, tw_reg_err *e);
-/* Validates digest (DIGEST_INVALID, or `code` when not 0). */
-int tw__reg_check_digest(const char *digest, tw_reg_code code, tw_reg_err *e);
+/* Validates a digest of either algorithm (tw_reg_blob_digest_check) into
+ * e: DIGEST_INVALID. */
+int tw__reg_check_blob_digest(const char *digest, tw_reg_err *e);
 
 /* Whether repos/<name>/_blobs/<hex> links the blob digest (valid) and the
  * store has it. */
@@ -74,7 +75,12 @@ int tw__reg_list_dir(const char *dir, bool (*keep)(const char *name),
                      char ***names, size_t *n, tw_err *err);
 void tw__reg_names_free(char **names, size_t n);
 
-/* Whether s is 64 lowercase hex digits. */
-bool tw__reg_is_hex64(const char *s);
+/* Whether s is the hex of a digest as files are named by it: 64 (sha256)
+ * or 128 (sha512) lowercase hex digits. The lengths differ, so a sha256
+ * and a sha512 name never collide in one directory. */
+bool tw__reg_is_hex_name(const char *s);
+/* The digest a name of tw__reg_is_hex_name stands for: "sha256:" or
+ * "sha512:" by its length, then hex, into out. */
+void tw__reg_hex_digest(const char *hex, char out[TW_STORE_DIGEST_MAX + 1]);
 
 #endif /* TW_REGISTRY_INT_H */

@@ -2,9 +2,9 @@
  * repo.c - the registry's data directory and the blobs of repositories.
  *
  * DIR is a model store (twin/store.h: oci-layout, index.json,
- * blobs/sha256/<hex>) with two more trees: repos/<name>/ holds what each
- * repository has (links to blobs and manifests, tags, referrers) and
- * uploads/ the upload sessions and writers' temporaries
+ * blobs/sha256/<hex>, blobs/sha512/<hex>) with two more trees: repos/<name>/
+ * holds what each repository has (links to blobs and manifests, tags,
+ * referrers) and uploads/ the upload sessions and writers' temporaries
  * (docs/internals/registry.md).
  *
  * Invariants: a blob is visible in a repository only when its link file
@@ -13,6 +13,7 @@
  * repos/ is replaced whole by a rename from uploads/, never written in
  * place.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -125,11 +126,11 @@ int tw__reg_check_name(const char *name, tw_reg_err *e) {
   return TW_OK;
 }
 
-int tw__reg_check_digest(const char *digest, tw_reg_code code, tw_reg_err *e) {
-  if (digest == NULL ||
-      tw_reg_digest_check(digest, strlen(digest), e ? &e->err : NULL) != TW_OK)
-    return tw_reg_err_set(e, code != TW_REG_NONE ? code : TW_REG_DIGEST_INVALID,
-                          0, TW_EINVAL, "invalid digest");
+int tw__reg_check_blob_digest(const char *digest, tw_reg_err *e) {
+  if (digest == NULL || tw_reg_blob_digest_check(digest, strlen(digest),
+                                                 e ? &e->err : NULL) != TW_OK)
+    return tw_reg_err_set(e, TW_REG_DIGEST_INVALID, 0, TW_EINVAL,
+                          "invalid digest");
   return TW_OK;
 }
 
@@ -225,7 +226,7 @@ int tw_reg_blob_stat(tw_reg *r, const char *name, const char *digest,
                      int64_t *size, tw_buf *path, tw_reg_err *e) {
   int rc = tw__reg_check_name(name, e);
   if (rc == TW_OK)
-    rc = tw__reg_check_digest(digest, TW_REG_NONE, e);
+    rc = tw__reg_check_blob_digest(digest, e);
   if (rc != TW_OK)
     return rc;
   if (!tw__reg_blob_linked(r, name, digest))
@@ -255,7 +256,7 @@ int tw_reg_blob_put(tw_reg *r, const char *name, const void *data, size_t n,
                     char digest_out[TW_STORE_DIGEST_LEN + 1], tw_reg_err *e) {
   int rc = tw__reg_check_name(name, e);
   if (rc == TW_OK && digest != NULL)
-    rc = tw__reg_check_digest(digest, TW_REG_NONE, e);
+    rc = tw__reg_check_blob_digest(digest, e);
   if (rc != TW_OK)
     return rc;
   char d[TW_STORE_DIGEST_LEN + 1];
@@ -267,7 +268,7 @@ int tw_reg_blob_put(tw_reg *r, const char *name, const void *data, size_t n,
       tw_reg_err_set(e, TW_REG_DIGEST_INVALID, 0, rc, "digest mismatch");
   }
   if (rc == TW_OK)
-    rc = tw__reg_blob_link(r, name, d, &e->err);
+    rc = tw__reg_blob_link(r, name, digest != NULL ? digest : d, &e->err);
   tw_store_unlock(lock);
   if (rc == TW_OK && digest_out != NULL)
     memcpy(digest_out, d, sizeof d);
@@ -281,7 +282,7 @@ int tw_reg_blob_mount(tw_reg *r, const char *name, const char *from,
   if (rc == TW_OK)
     rc = tw__reg_check_name(from, e);
   if (rc == TW_OK)
-    rc = tw__reg_check_digest(digest, TW_REG_NONE, e);
+    rc = tw__reg_check_blob_digest(digest, e);
   if (rc != TW_OK)
     return rc;
   /* Under the shared lock, and the blob made young again: a collection
@@ -308,7 +309,7 @@ int tw_reg_blob_delete(tw_reg *r, const char *name, const char *digest,
                        tw_reg_err *e) {
   int rc = tw__reg_check_name(name, e);
   if (rc == TW_OK)
-    rc = tw__reg_check_digest(digest, TW_REG_NONE, e);
+    rc = tw__reg_check_blob_digest(digest, e);
   if (rc != TW_OK)
     return rc;
   tw_buf p = TW_BUF_INIT;
@@ -324,12 +325,19 @@ int tw_reg_blob_delete(tw_reg *r, const char *name, const char *digest,
   return rc;
 }
 
-bool tw__reg_is_hex64(const char *s) {
+bool tw__reg_is_hex_name(const char *s) {
   size_t i = 0;
   for (; s[i] != '\0'; i++)
     if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
       return false;
-  return i == TW_SHA256_HEX_LEN;
+  return i == TW_SHA256_HEX_LEN || i == TW_SHA512_HEX_LEN;
+}
+
+void tw__reg_hex_digest(const char *hex, char out[TW_STORE_DIGEST_MAX + 1]) {
+  size_t n = strlen(hex);
+  assert(n == TW_SHA256_HEX_LEN || n == TW_SHA512_HEX_LEN);
+  (void)snprintf(out, TW_STORE_DIGEST_MAX + 1, "%s:%s",
+                 n == TW_SHA256_HEX_LEN ? "sha256" : "sha512", hex);
 }
 
 static int cmp_names(const void *a, const void *b) {

@@ -53,6 +53,9 @@ static int remove_session(const char *dir, tw_err *err) {
   if (d == NULL)
     return errno == ENOENT ? TW_OK
                            : tw_err_sys(err, errno, "%s: cannot list", dir);
+  /* The state first: from then on the session reads as unknown, never as
+   * a state without its data. */
+  (void)unlinkat(dirfd(d), "state", 0);
   for (struct dirent *de; (de = readdir(d)) != NULL;)
     if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
       (void)unlinkat(dirfd(d), de->d_name, 0);
@@ -245,7 +248,7 @@ int tw_reg_upload_flush(tw_reg_upload *u, tw_reg_err *e) {
 
 int tw_reg_upload_commit(tw_reg_upload *u, const char *digest, int64_t size,
                          tw_reg_err *e) {
-  int rc = tw__reg_check_digest(digest, TW_REG_NONE, e);
+  int rc = tw__reg_check_blob_digest(digest, e);
   if (rc != TW_OK)
     return rc;
   if (!session_exists(u))

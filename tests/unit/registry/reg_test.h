@@ -62,6 +62,27 @@ static inline void rt_digest(const char *text, size_t n, char d[72]) {
   assert_int_equal(tw_sha256_hex(text, n, d + 7), TW_OK);
 }
 
+/* The sha512 digest of text. */
+static inline void rt_digest512(const char *text, size_t n,
+                                char d[TW_STORE_DIGEST_MAX + 1]) {
+  uint8_t md[TW_SHA512_LEN];
+  assert_int_equal(tw_sha512(text, n, md), TW_OK);
+  memcpy(d, "sha512:", 7);
+  tw_hex_encode(md, sizeof md, d + 7);
+}
+
+/* Pushes text as a blob of repo named by its sha512 digest, into d. */
+static inline void rt_blob512(tw_reg *r, const char *repo, const char *text,
+                              char d[TW_STORE_DIGEST_MAX + 1]) {
+  rt_digest512(text, strlen(text), d);
+  tw_reg_err e;
+  tw_reg_err_init(&e);
+  int rc = tw_reg_blob_put(r, repo, text, strlen(text), d, NULL, &e);
+  if (rc != TW_OK)
+    print_error("%s\n", e.err.msg);
+  assert_int_equal(rc, TW_OK);
+}
+
 /* Pushes text as a blob of repo; its digest goes to d. */
 static inline void rt_blob(tw_reg *r, const char *repo, const char *text,
                            char d[72]) {

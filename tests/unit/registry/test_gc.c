@@ -3,7 +3,8 @@
  * every repository (nested names, indexes, referrers, index.json) stay;
  * unreferenced blobs go once older than the grace period, young ones stay
  * (a push between its blobs and its manifest); dangling links are
- * removed; a dry run removes nothing; a collection waits for a push that
+ * removed; a dry run removes nothing; blobs and manifests named by sha512
+ * digests are marked and swept alike; a collection waits for a push that
  * holds the store lock.
  */
 #include "reg_test.h"
@@ -23,7 +24,7 @@ static tw_reg *open_reg(void) {
 static void age_all(void) {
   char cmd[256];
   (void)snprintf(cmd, sizeof cmd,
-                 "find '%s/blobs/sha256' -type f -exec touch -d '-1 day' {} +",
+                 "find '%s/blobs' -type f -exec touch -d '-1 day' {} +",
                  rt_dir);
   assert_int_equal(system(cmd), 0);
 }
@@ -146,6 +147,62 @@ static void collect(void **state) {
   tw_reg_close(r);
 }
 
+/* Blobs and manifests pushed by sha512 digests: kept while referenced,
+ * swept (with their dangling links) once not. */
+static void collect_sha512(void **state) {
+  (void)state;
+  tw_reg *r = open_reg();
+  enum { L = TW_STORE_DIGEST_MAX + 1 };
+  char cfg[L], l1[L], m1[L], l2[L], m2[L], junk[L];
+  tw_buf m = TW_BUF_INIT;
+  tw_reg_err e;
+  tw_reg_err_init(&e);
+  rt_blob512(r, "s", "{}", cfg);
+  rt_blob512(r, "s", "kept layer", l1);
+  rt_manifest(&m, cfg, l1, NULL, NULL);
+  rt_digest512(m.data, m.len, m1);
+  assert_int_equal(tw_reg_manifest_put(r, "s", m1, TW_REG_MT_MANIFEST, m.data,
+                                       m.len, NULL, &e),
+                   TW_OK);
+  /* Garbage: an unreferenced blob, and a deleted manifest and its layer. */
+  rt_blob512(r, "s", "sha512 junk", junk);
+  rt_blob512(r, "s", "gone layer", l2);
+  tw_buf_reset(&m);
+  rt_manifest(&m, cfg, l2, NULL, NULL);
+  rt_digest512(m.data, m.len, m2);
+  assert_int_equal(tw_reg_manifest_put(r, "s", m2, TW_REG_MT_MANIFEST, m.data,
+                                       m.len, NULL, &e),
+                   TW_OK);
+  assert_int_equal(tw_reg_manifest_delete(r, "s", m2, &e), TW_OK);
+  tw_reg_gc_opts opts = {3600, false};
+  tw_reg_gc_stats st;
+  assert_int_equal(tw_reg_gc(r, &opts, &st, NULL), TW_OK);
+  assert_int_equal(st.swept, 0);
+  assert_int_equal(st.young, 3); /* junk, l2, m2 */
+  age_all();
+  assert_int_equal(tw_reg_gc(r, &opts, &st, NULL), TW_OK);
+  assert_int_equal(st.swept, 3);
+  assert_false(has(r, junk) || has(r, l2) || has(r, m2));
+  assert_true(has(r, cfg) && has(r, l1) && has(r, m1));
+  assert_true(st.links >= 2);
+  char p[512];
+  (void)snprintf(p, sizeof p, "%s/repos/s/_blobs/%s", rt_dir, junk + 7);
+  assert_false(rt_exists(p));
+  (void)snprintf(p, sizeof p, "%s/repos/s/_blobs/%s", rt_dir, l1 + 7);
+  assert_true(rt_exists(p));
+  tw_buf body = TW_BUF_INIT;
+  assert_int_equal(tw_reg_manifest_get(r, "s", m1, &body, NULL, NULL, &e),
+                   TW_OK);
+  /* Deleted, the manifest and what only it referenced go too. */
+  assert_int_equal(tw_reg_manifest_delete(r, "s", m1, &e), TW_OK);
+  assert_int_equal(tw_reg_gc(r, &opts, &st, NULL), TW_OK);
+  assert_int_equal(st.swept, 3);
+  assert_false(has(r, cfg) || has(r, l1) || has(r, m1));
+  tw_buf_fini(&body);
+  tw_buf_fini(&m);
+  tw_reg_close(r);
+}
+
 /* A collection waits while a push holds the shared lock: a blob
  * committed and about to be referenced is not judged half-way. */
 static void waits_for_pushes(void **state) {
@@ -205,6 +262,7 @@ static void allocation_failures(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       TW_TEST(collect),
+      TW_TEST(collect_sha512),
       TW_TEST(waits_for_pushes),
       TW_TEST(allocation_failures),
   };

@@ -2,7 +2,8 @@
  * test_model.c - models as OCI artifacts: built from an example model
  * (validated by the wasm loader), deterministic, pushed and pulled back
  * verified; modules that are not models refused; manifests that are not
- * model artifacts and tampered modules detected.
+ * model artifacts and tampered modules detected; the check of pushed
+ * model manifests and the reading of a registration.
  */
 #include "reg_test.h"
 #include "tw_test.h"
@@ -136,10 +137,105 @@ static void push_pull(void **state) {
   tw_wasm_engine_trim(engine);
 }
 
+/* What the server runs before a manifest push: models load and carry
+ * their own descriptor; anything else passes through untouched. */
+static void check_and_info(void **state) {
+  (void)state;
+  tw_reg *r = NULL;
+  assert_int_equal(tw_reg_open(rt_dir, &r, NULL), TW_OK);
+  tw_reg_model m;
+  assert_int_equal(
+      tw_reg_model_build(engine, wasm.data, wasm.len, false, &m, NULL), TW_OK);
+  tw_reg_err e;
+  tw_reg_err_init(&e);
+  /* The blobs not there yet: left to the put (MANIFEST_BLOB_UNKNOWN). */
+  assert_int_equal(
+      tw_reg_model_check(r, engine, "m", m.manifest.data, m.manifest.len, &e),
+      TW_OK);
+  assert_int_equal(tw_reg_model_push(r, "m", "v1", &m, NULL, &e), TW_OK);
+  assert_int_equal(
+      tw_reg_model_check(r, engine, "m", m.manifest.data, m.manifest.len, &e),
+      TW_OK);
+
+  /* The same module under a config that is not its descriptor. */
+  char cfg[72];
+  rt_blob(r, "m", "{\"name\":\"other\"}", cfg);
+  tw_buf bad = TW_BUF_INIT;
+  const char *old = strstr(m.manifest.data, m.config_digest);
+  assert_non_null(old);
+  assert_int_equal(tw_buf_append(&bad, m.manifest.data,
+                                 (size_t)(old - (const char *)m.manifest.data)),
+                   TW_OK);
+  assert_int_equal(tw_buf_puts(&bad, cfg), TW_OK);
+  const char *rest = old + strlen(m.config_digest);
+  /* The size of {"name":"other"} replaces the descriptor's. */
+  const char *comma = strchr(rest, ',');
+  assert_non_null(comma);
+  assert_int_equal(
+      tw_buf_printf(&bad, "\",\"size\":16%s", strchr(comma + 1, '}')), TW_OK);
+  tw_reg_err_init(&e);
+  assert_int_equal(tw_reg_model_check(r, engine, "m", bad.data, bad.len, &e),
+                   TW_EVALIDATE);
+  assert_int_equal(e.code, TW_REG_MANIFEST_INVALID);
+  assert_non_null(strstr(e.err.msg, "not the descriptor"));
+
+  /* A layer the loader refuses. */
+  char junk[72];
+  rt_blob(r, "m",
+          "\x00"
+          "asm junk",
+          junk);
+  tw_buf_reset(&bad);
+  assert_int_equal(
+      tw_buf_printf(&bad,
+                    "{\"schemaVersion\":2,\"mediaType\":\"" TW_REG_MT_MANIFEST
+                    "\",\"artifactType\":\"" TW_REG_MODEL_ARTIFACT_TYPE
+                    "\",\"config\":{\"mediaType\":\"" TW_REG_MODEL_CONFIG_TYPE
+                    "\",\"digest\":\"%s\",\"size\":16},\"layers\":[{"
+                    "\"mediaType\":\"application/wasm\",\"digest\":\"%s\","
+                    "\"size\":9}]}",
+                    cfg, junk),
+      TW_OK);
+  tw_reg_err_init(&e);
+  assert_int_equal(tw_reg_model_check(r, engine, "m", bad.data, bad.len, &e),
+                   TW_EVALIDATE);
+  assert_non_null(strstr(e.err.msg, "does not load"));
+
+  /* Not a model at all: passes. */
+  tw_buf plain = TW_BUF_INIT;
+  rt_manifest(&plain, cfg, junk, NULL, NULL);
+  tw_reg_err_init(&e);
+  assert_int_equal(
+      tw_reg_model_check(r, engine, "m", plain.data, plain.len, &e), TW_OK);
+
+  /* What a registration reads. */
+  tw_reg_model_info info;
+  memset(&info, 0, sizeof info);
+  tw_buf_init(&info.descriptor);
+  tw_reg_err_init(&e);
+  assert_int_equal(tw_reg_model_info_get(r, "m", "v1", &info, &e), TW_OK);
+  assert_string_equal(info.manifest_digest, m.manifest_digest);
+  assert_string_equal(info.ref.wasm_digest, m.wasm_digest);
+  assert_int_equal(info.ref.wasm_size, (int64_t)wasm.len);
+  assert_int_equal(info.descriptor.len, m.config.len);
+  assert_memory_equal(info.descriptor.data, m.config.data, m.config.len);
+  tw_reg_err_init(&e);
+  assert_int_equal(tw_reg_model_info_get(r, "m", "nope", &info, &e), TW_ENOENT);
+  assert_int_equal(e.code, TW_REG_MANIFEST_UNKNOWN);
+  assert_int_equal(info.descriptor.len, m.config.len);
+  tw_buf_fini(&info.descriptor);
+  tw_buf_fini(&plain);
+  tw_buf_fini(&bad);
+  tw_reg_model_fini(&m);
+  tw_reg_close(r);
+  tw_wasm_engine_trim(engine);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TW_TEST(build),
       TW_TEST(push_pull),
+      TW_TEST(check_and_info),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

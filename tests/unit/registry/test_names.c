@@ -91,6 +91,25 @@ static void digests_and_references(void **state) {
   assert_true(is_digest);
   assert_int_equal(tw_reg_reference_check("..", 2, &is_digest, NULL),
                    TW_EINVAL);
+  /* A manifest route's reference may be a sha512 digest too; the plain
+   * reference (what Twin records) may not. */
+  char s512[TW_STORE_DIGEST_MAX + 1];
+  memcpy(s512, "sha512:", 7);
+  memset(s512 + 7, 'a', TW_SHA512_HEX_LEN);
+  s512[TW_STORE_DIGEST_MAX] = '\0';
+  assert_int_equal(
+      tw_reg_manifest_ref_check(s512, strlen(s512), &is_digest, NULL), TW_OK);
+  assert_true(is_digest);
+  assert_int_equal(
+      tw_reg_manifest_ref_check(good, strlen(good), &is_digest, NULL), TW_OK);
+  assert_int_equal(tw_reg_manifest_ref_check("v1", 2, &is_digest, NULL), TW_OK);
+  assert_false(is_digest);
+  assert_int_equal(
+      tw_reg_manifest_ref_check(bad[1], strlen(bad[1]), &is_digest, NULL),
+      TW_EINVAL);
+  assert_true(is_digest);
+  assert_int_equal(tw_reg_reference_check(s512, strlen(s512), &is_digest, NULL),
+                   TW_EINVAL);
 }
 
 static void codes(void **state) {

@@ -3,7 +3,8 @@
  * put and got by tag and digest, refused when they name missing blobs,
  * are malformed or oversized (nothing stored); deletes; tag listing with
  * the spec's pagination cases; the referrers API with artifactType
- * filtering and OCI-Subject; bad names refused before any file is made.
+ * filtering and OCI-Subject; manifests put, got, headed and deleted by a
+ * sha512 digest; bad names refused before any file is made.
  */
 #include "reg_test.h"
 #include "tw_test.h"
@@ -141,7 +142,7 @@ static void manifests(void **state) {
   assert_string_equal(res.subject, "");
   /* By tag and by digest; HEAD without a body. */
   tw_buf body = TW_BUF_INIT, mt = TW_BUF_INIT;
-  char got[72];
+  char got[TW_STORE_DIGEST_MAX + 1];
   assert_int_equal(tw_reg_manifest_get(r, "app", "v1", &body, &mt, got, &e),
                    TW_OK);
   assert_int_equal(body.len, m.len);
@@ -357,7 +358,7 @@ static void tags(void **state) {
   push_tag(r, "tags", "b", "application/x.other", NULL, d2);
   tw_reg_err e;
   tw_reg_err_init(&e);
-  char got[72];
+  char got[TW_STORE_DIGEST_MAX + 1];
   assert_int_equal(tw_reg_manifest_get(r, "tags", "b", NULL, NULL, got, &e),
                    TW_OK);
   assert_string_equal(got, d2);
@@ -475,6 +476,151 @@ static void referrers(void **state) {
   tw_reg_close(r);
 }
 
+/* A manifest put by its sha512 digest: stored as blobs/sha512/<hex>,
+ * linked and known by that digest only; got, headed and deleted by it; a
+ * mismatch or another algorithm refused with nothing stored; indexes and
+ * referrers name it by sha512. */
+static void manifests_sha512(void **state) {
+  (void)state;
+  tw_reg *r = open_reg();
+  char cfg[TW_STORE_DIGEST_MAX + 1], layer[TW_STORE_DIGEST_MAX + 1];
+  rt_blob512(r, "s512", "{}", cfg);
+  rt_blob512(r, "s512", "sha512 layer", layer);
+  tw_buf m = TW_BUF_INIT;
+  rt_manifest(&m, cfg, layer, NULL, NULL);
+  char md[TW_STORE_DIGEST_MAX + 1], md256[72];
+  rt_digest512(m.data, m.len, md);
+  rt_digest(m.data, m.len, md256);
+  tw_reg_err e;
+  tw_reg_err_init(&e);
+  tw_reg_put_result res;
+  assert_int_equal(tw_reg_manifest_put(r, "s512", md, TW_REG_MT_MANIFEST,
+                                       m.data, m.len, &res, &e),
+                   TW_OK);
+  assert_string_equal(res.digest, md);
+  assert_string_equal(res.subject, "");
+  char p[512];
+  (void)snprintf(p, sizeof p, "%s/blobs/sha512/%s", rt_dir, md + 7);
+  assert_true(rt_exists(p));
+  (void)snprintf(p, sizeof p, "%s/repos/s512/_manifests/%s", rt_dir, md + 7);
+  assert_true(rt_exists(p));
+  (void)snprintf(p, sizeof p, "%s/blobs/sha256/%s", rt_dir, md256 + 7);
+  assert_false(rt_exists(p));
+  /* GET and HEAD by it: the digest echoed is the sha512 one. */
+  tw_buf body = TW_BUF_INIT, mt = TW_BUF_INIT;
+  char got[TW_STORE_DIGEST_MAX + 1];
+  assert_int_equal(tw_reg_manifest_get(r, "s512", md, &body, &mt, got, &e),
+                   TW_OK);
+  assert_int_equal(body.len, m.len);
+  assert_memory_equal(body.data, m.data, m.len);
+  assert_string_equal(mt.data, TW_REG_MT_MANIFEST);
+  assert_string_equal(got, md);
+  got[0] = '\0';
+  assert_int_equal(tw_reg_manifest_get(r, "s512", md, NULL, NULL, got, &e),
+                   TW_OK);
+  assert_string_equal(got, md);
+  /* Not known by its sha256 digest: the client chose sha512. */
+  tw_reg_err_init(&e);
+  assert_int_equal(tw_reg_manifest_get(r, "s512", md256, NULL, NULL, NULL, &e),
+                   TW_ENOENT);
+  assert_int_equal(e.code, TW_REG_MANIFEST_UNKNOWN);
+
+  /* A mismatch: DIGEST_INVALID, nothing stored, not even the link. */
+  char other[TW_STORE_DIGEST_MAX + 1], real[TW_STORE_DIGEST_MAX + 1];
+  rt_digest512("other", 5, other);
+  tw_buf m2 = TW_BUF_INIT;
+  rt_manifest(&m2, cfg, cfg, NULL, NULL);
+  rt_digest512(m2.data, m2.len, real);
+  int before = rt_count(rt_at("blobs/sha512"), "");
+  tw_reg_err_init(&e);
+  assert_int_equal(tw_reg_manifest_put(r, "s512", other, TW_REG_MT_MANIFEST,
+                                       m2.data, m2.len, &res, &e),
+                   TW_EDIGEST);
+  assert_int_equal(e.code, TW_REG_DIGEST_INVALID);
+  assert_int_equal(e.status, 400);
+  assert_int_equal(rt_count(rt_at("blobs/sha512"), ""), before);
+  (void)snprintf(p, sizeof p, "%s/repos/s512/_manifests/%s", rt_dir, real + 7);
+  assert_false(rt_exists(p));
+  (void)snprintf(p, sizeof p, "%s/repos/s512/_manifests/%s", rt_dir, other + 7);
+  assert_false(rt_exists(p));
+  /* An algorithm the registry does not know. */
+  tw_reg_err_init(&e);
+  assert_int_equal(tw_reg_manifest_put(r, "s512",
+                                       "sha384:"
+                                       "0123456789abcdef0123456789abcdef"
+                                       "0123456789abcdef0123456789abcdef"
+                                       "0123456789abcdef0123456789abcdef",
+                                       TW_REG_MT_MANIFEST, m2.data, m2.len,
+                                       &res, &e),
+                   TW_EINVAL);
+  assert_int_equal(e.code, TW_REG_DIGEST_INVALID);
+
+  /* A tag still points at the sha256 digest. */
+  tw_reg_err_init(&e);
+  assert_int_equal(tw_reg_manifest_put(r, "s512", "t", TW_REG_MT_MANIFEST,
+                                       m.data, m.len, &res, &e),
+                   TW_OK);
+  assert_string_equal(res.digest, md256);
+  assert_int_equal(tw_reg_manifest_get(r, "s512", "t", NULL, NULL, got, &e),
+                   TW_OK);
+  assert_string_equal(got, md256);
+
+  /* An index pushed by sha512 naming the manifest by sha512. */
+  tw_buf idx = TW_BUF_INIT;
+  assert_int_equal(tw_buf_printf(&idx,
+                                 "{\"schemaVersion\":2,\"mediaType\":\"%s\","
+                                 "\"manifests\":[{\"mediaType\":\"%s\","
+                                 "\"digest\":\"%s\",\"size\":%zu}]}",
+                                 TW_REG_MT_INDEX, TW_REG_MT_MANIFEST, md,
+                                 m.len),
+                   TW_OK);
+  char im[TW_STORE_DIGEST_MAX + 1];
+  rt_digest512(idx.data, idx.len, im);
+  assert_int_equal(tw_reg_manifest_put(r, "s512", im, TW_REG_MT_INDEX, idx.data,
+                                       idx.len, &res, &e),
+                   TW_OK);
+  assert_string_equal(res.digest, im);
+
+  /* A referrer pushed by sha512 whose subject is the sha512 manifest. */
+  tw_buf sig = TW_BUF_INIT;
+  rt_manifest(&sig, cfg, layer, "application/x.sig", md);
+  char sd[TW_STORE_DIGEST_MAX + 1];
+  rt_digest512(sig.data, sig.len, sd);
+  assert_int_equal(tw_reg_manifest_put(r, "s512", sd, TW_REG_MT_MANIFEST,
+                                       sig.data, sig.len, &res, &e),
+                   TW_OK);
+  assert_string_equal(res.subject, md);
+  tw_buf b = TW_BUF_INIT;
+  assert_int_equal(tw_reg_referrers(r, "s512", md, NULL, &b, NULL, &e), TW_OK);
+  assert_non_null(strstr(b.data, sd));
+
+  /* DELETE by the sha512 digest: the manifest, its referrers entry. */
+  assert_int_equal(tw_reg_manifest_delete(r, "s512", sd, &e), TW_OK);
+  tw_buf_reset(&b);
+  assert_int_equal(tw_reg_referrers(r, "s512", md, NULL, &b, NULL, &e), TW_OK);
+  assert_non_null(strstr(b.data, "\"manifests\":[]"));
+  assert_int_equal(tw_reg_manifest_delete(r, "s512", md, &e), TW_OK);
+  tw_reg_err_init(&e);
+  assert_int_equal(tw_reg_manifest_get(r, "s512", md, NULL, NULL, NULL, &e),
+                   TW_ENOENT);
+  assert_int_equal(e.code, TW_REG_MANIFEST_UNKNOWN);
+  tw_reg_err_init(&e);
+  assert_int_equal(tw_reg_manifest_delete(r, "s512", md, &e), TW_ENOENT);
+  assert_int_equal(e.code, TW_REG_MANIFEST_UNKNOWN);
+  /* The tag's sha256 manifest is another link: it stays. */
+  tw_reg_err_init(&e);
+  assert_int_equal(tw_reg_manifest_get(r, "s512", "t", NULL, NULL, NULL, &e),
+                   TW_OK);
+  tw_buf_fini(&b);
+  tw_buf_fini(&sig);
+  tw_buf_fini(&idx);
+  tw_buf_fini(&m2);
+  tw_buf_fini(&body);
+  tw_buf_fini(&mt);
+  tw_buf_fini(&m);
+  tw_reg_close(r);
+}
+
 static int put_get_round(void) {
   tw_reg *r = NULL;
   tw_reg_err e;
@@ -521,6 +667,7 @@ int main(void) {
       TW_TEST(refused_manifests),
       TW_TEST(tags),
       TW_TEST(referrers),
+      TW_TEST(manifests_sha512),
       TW_TEST(allocation_failures),
   };
   return cmocka_run_group_tests(tests, rt_make_dir, rt_remove_dir);
