@@ -48,6 +48,7 @@ typedef struct oci_session {
 
 struct tw_server_oci {
   tw_reg *reg;
+  tw_wasm_engine *engine; /* checks pushed models, or NULL */
   pthread_mutex_t mu;
   oci_session *sess;
   size_t nsess, capsess;
@@ -124,12 +125,13 @@ static const char *req_name(tw_server_req *req, const char *param) {
   return name;
 }
 
-/* Checks a digest from the request, answering DIGEST_INVALID if bad. */
+/* Checks a digest from the request, answering DIGEST_INVALID if bad.
+ * Blobs, manifests and subjects may be named by sha512 digests too. */
 static bool digest_ok(tw_server_req *req, const char *digest) {
   tw_err err;
   tw_err_init(&err);
   if (digest == NULL ||
-      tw_reg_digest_check(digest, strlen(digest), &err) != TW_OK) {
+      tw_reg_blob_digest_check(digest, strlen(digest), &err) != TW_OK) {
     (void)reply_code(req, TW_REG_DIGEST_INVALID, 0, "%s", tw_err_msg(&err));
     return false;
   }
@@ -337,8 +339,12 @@ static bool upload_open(tw_server_req *req, oci_req *st) {
   return true;
 }
 
-static void upload_state_free(tw_server_req *req, oci_req *st) {
-  (void)req;
+/* Ends the request's part in its session: cancels a session it created
+ * and does not keep, and releases its hold (keeping a clean handle open
+ * for the next request). Called before the final response, so a client
+ * that sends its next request on seeing the response never finds the
+ * session still held; and again, harmlessly, when the request closes. */
+static void upload_settle(oci_req *st) {
   if (st->up != NULL) {
     if (st->created && !st->keep) {
       tw_reg_err e;
@@ -356,6 +362,13 @@ static void upload_state_free(tw_server_req *req, oci_req *st) {
   else
     tw_reg_upload_close(kept);
   tw_reg_upload_close(st->up);
+  st->up = NULL;
+  st->held = false;
+}
+
+static void upload_state_free(tw_server_req *req, oci_req *st) {
+  (void)req;
+  upload_settle(st);
   tw_free(st);
 }
 
@@ -498,6 +511,7 @@ static int upload_end(tw_server_req *req, void *ud) {
       rc = reply_err(req, &e);
     } else {
       st->keep = true; /* committed: nothing left to cancel */
+      upload_settle(st);
       header_printf(req, "Location", "/v2/%s/blobs/%s", st->name, st->digest);
       (void)tw_server_req_header_add(req, "Docker-Content-Digest", st->digest);
       rc = tw_server_req_respond(req, 201, NULL, NULL, 0);
@@ -507,6 +521,7 @@ static int upload_end(tw_server_req *req, void *ud) {
   } else {
     st->keep = true;
     st->clean = true;
+    upload_settle(st);
     upload_headers(req, st->name, st->id, st->off);
     rc = tw_server_req_respond(req, 202, NULL, NULL, 0);
   }
@@ -533,12 +548,13 @@ static int upload_status(tw_server_req *req, void *ud) {
   if (strcmp(tw_server_req_method(req), "DELETE") == 0) {
     tw_reg_err e;
     tw_reg_err_init(&e);
-    int rc = tw_reg_upload_cancel(st->up, &e) == TW_OK
-                 ? tw_server_req_respond(req, 204, NULL, NULL, 0)
-                 : reply_err(req, &e);
-    return rc;
+    bool ok = tw_reg_upload_cancel(st->up, &e) == TW_OK;
+    upload_settle(st);
+    return ok ? tw_server_req_respond(req, 204, NULL, NULL, 0)
+              : reply_err(req, &e);
   }
   st->clean = true;
+  upload_settle(st);
   upload_headers(req, st->name, st->id, st->off);
   return tw_server_req_respond(req, 204, NULL, NULL, 0);
 }
@@ -554,7 +570,7 @@ static int manifest_get(tw_server_req *req, void *ud) {
   tw_reg_err e;
   tw_reg_err_init(&e);
   tw_buf body = TW_BUF_INIT, mt = TW_BUF_INIT;
-  char digest[TW_STORE_DIGEST_LEN + 1];
+  char digest[TW_STORE_DIGEST_MAX + 1];
   int rc;
   if (tw_reg_manifest_get(o->reg, name, ref, &body, &mt, digest, &e) != TW_OK ||
       tw_buf_putc(&mt, '\0') != TW_OK) {
@@ -579,9 +595,13 @@ static int manifest_put(tw_server_req *req, void *ud) {
   tw_reg_err_init(&e);
   tw_reg_put_result res;
   int rc;
-  if (tw_reg_manifest_put(
-          o->reg, name, ref, tw_server_req_header(req, "Content-Type"),
-          body ? body->data : "", body ? body->len : 0, &res, &e) != TW_OK) {
+  const void *data = body ? body->data : "";
+  size_t len = body ? body->len : 0;
+  if ((o->engine != NULL &&
+       tw_reg_model_check(o->reg, o->engine, name, data, len, &e) != TW_OK) ||
+      tw_reg_manifest_put(o->reg, name, ref,
+                          tw_server_req_header(req, "Content-Type"), data, len,
+                          &res, &e) != TW_OK) {
     rc = reply_err(req, &e);
   } else {
     header_printf(req, "Location", "/v2/%s/manifests/%s", name, res.digest);
@@ -740,6 +760,10 @@ int tw_server_oci_add(tw_server *srv, tw_reg *reg, tw_server_oci **out,
   }
   *out = o;
   return TW_OK;
+}
+
+void tw_server_oci_check_models(tw_server_oci *o, tw_wasm_engine *e) {
+  o->engine = e;
 }
 
 void tw_server_oci_free(tw_server_oci *o) {

@@ -4,7 +4,9 @@ in chunks (an out-of-order chunk is 416 BLOB_UPLOAD_INVALID), an image
 manifest and an artifact with a subject, pulls by tag and digest, tags
 with n/last and the Link header, referrers with and without an
 artifactType filter, deletes, bad names and digests with the spec's error
-codes, and SIGTERM exiting 0. With skopeo installed, an OCI layout is
+codes, and SIGTERM exiting 0. Request bodies sent with Transfer-Encoding:
+chunked (raw sockets: blobs and a manifest stored, malformed framing
+refused with nothing stored) and blobs named by sha512 digests. With skopeo installed, an OCI layout is
 copied into the registry.
 
 TWIN_BIN names the binary under test (set by ctest)."""
@@ -331,6 +333,198 @@ def test_bad_names(reg):
     assert st in (400, 403, 404)
     assert not (reg.data.parent / "etc").exists()
     assert reg.stop() == 0
+
+
+def raw_request(reg, method, path, headers, body, pieces=1):
+    """Sends a request over a raw socket (the body in `pieces` writes, as
+    given: no framing is added) and returns (status, headers, body) of
+    the response, read until the server closes the connection."""
+    s = socket.create_connection(("127.0.0.1", reg.port), timeout=10)
+    try:
+        head = f"{method} {path} HTTP/1.1\r\nHost: x\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        s.sendall(head.encode() + b"\r\n")
+        step = max(1, -(-len(body) // pieces))
+        try:
+            for i in range(0, len(body), step):
+                s.sendall(body[i:i + step])
+                if pieces > 1:
+                    time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered early and closed: the response is read below
+        data = b""
+        while True:
+            got = s.recv(65536)
+            if not got:
+                break
+            data += got
+    finally:
+        s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {k.lower(): v.strip() for k, v in
+            (line.split(":", 1) for line in lines[1:])}
+    return status, hdrs, rest
+
+
+def chunk(data, sizes, ext="", trailers=""):
+    """data in chunks of the given sizes (cycled), then the last chunk."""
+    out, i, k = b"", 0, 0
+    while i < len(data):
+        n = sizes[k % len(sizes)]
+        part = data[i:i + n]
+        out += f"{len(part):x}{ext}\r\n".encode() + part + b"\r\n"
+        i += n
+        k += 1
+    return out + f"0{ext}\r\n{trailers}\r\n".encode()
+
+
+def test_chunked_request_bodies(reg):
+    """Go's client (crane, oras, the conformance suite) sends manifest
+    PUTs and streamed blobs with Transfer-Encoding: chunked."""
+    te = {"Transfer-Encoding": "chunked",
+          "Content-Type": "application/octet-stream"}
+    # A monolithic blob POST, chunked, fed in many small writes.
+    blob = bytes(range(256)) * 40
+    st, h, _ = raw_request(reg, "POST",
+                           f"/v2/ch/blobs/uploads/?digest={sha(blob)}", te,
+                           chunk(blob, [1, 7, 4096, 3]), pieces=37)
+    assert st == 201 and h["docker-content-digest"] == sha(blob)
+    assert h["connection"] == "close"
+    st, _, body = reg.req("GET", f"/v2/ch/blobs/{sha(blob)}")
+    assert st == 200 and body == blob
+
+    # A chunked PATCH with extensions and trailers, then the closing PUT.
+    st, h, _ = reg.req("POST", "/v2/ch/blobs/uploads/")
+    assert st == 202
+    loc = h["location"]
+    part = b"streamed " * 500
+    st, h, _ = raw_request(reg, "PATCH", loc, te,
+                           chunk(part, [100], ext=";a=b",
+                                 trailers="X-Sum: 1\r\n"))
+    assert st == 202 and h["range"] == f"0-{len(part) - 1}"
+    st, h, _ = reg.req("PUT", f"{h['location']}?digest={sha(part)}")
+    assert st == 201 and h["docker-content-digest"] == sha(part)
+
+    # A chunked manifest PUT is stored and served by tag and digest.
+    config = b"{}"
+    push_blob(reg, "ch", config)
+    m = image_manifest(config, [blob])
+    st, h, _ = raw_request(reg, "PUT", "/v2/ch/manifests/v1",
+                           {"Transfer-Encoding": "chunked",
+                            "Content-Type": MT_MANIFEST},
+                           chunk(m, [50]), pieces=5)
+    assert st == 201 and h["docker-content-digest"] == sha(m)
+    st, _, body = reg.req("GET", "/v2/ch/manifests/v1",
+                          headers={"Accept": MT_MANIFEST})
+    assert st == 200 and body == m
+
+    # Malformed framing: 400 with the reason, the connection closed and
+    # nothing stored.
+    bad = b"bad chunking"
+    for framing in (b"c\n" + bad + b"\r\n0\r\n\r\n",       # bare LF
+                    b"c\r\n" + bad + b"XX\r\n0\r\n\r\n",   # data too long
+                    b"zz\r\n" + bad + b"\r\n0\r\n\r\n",    # not hex
+                    b"10000000000000000\r\n"):               # 17 digits
+        st, h, body = raw_request(
+            reg, "POST", f"/v2/ch/blobs/uploads/?digest={sha(bad)}", te,
+            framing)
+        # The server's own error body, not the registry's.
+        err = json.loads(body)["error"]
+        assert st == 400 and err["code"] == "BAD_REQUEST", body
+        assert "malformed chunked body" in err["message"]
+        assert h["connection"] == "close"
+    st, _, _ = reg.req("GET", f"/v2/ch/blobs/{sha(bad)}")
+    assert st == 404
+    m2 = image_manifest(config, [])
+    st, _, body = raw_request(reg, "PUT", "/v2/ch/manifests/v2",
+                              {"Transfer-Encoding": "chunked",
+                               "Content-Type": MT_MANIFEST},
+                              chunk(m2, [10])[:-2] + b"\n\n")
+    assert st == 400
+    st, _, _ = reg.req("GET", "/v2/ch/manifests/v2")
+    assert st == 404
+
+    # Both framings at once (request smuggling), another coding, and a
+    # chunked body on a method that takes none.
+    st, _, body = raw_request(reg, "POST", "/v2/ch/blobs/uploads/",
+                              dict(te, **{"Content-Length": "5"}),
+                              chunk(b"hello", [5]))
+    assert st == 400 and "Content-Length and Transfer-Encoding" in \
+        body.decode()
+    st, _, _ = raw_request(reg, "POST", "/v2/ch/blobs/uploads/",
+                           {"Transfer-Encoding": "gzip"}, b"")
+    assert st == 501
+    st, _, _ = raw_request(reg, "DELETE", f"/v2/ch/blobs/{sha(blob)}", te,
+                           chunk(b"x", [1]))
+    assert st == 400
+    st, _, _ = reg.req("GET", f"/v2/ch/blobs/{sha(blob)}")
+    assert st == 200
+
+
+def sha512(b):
+    return "sha512:" + hashlib.sha512(b).hexdigest()
+
+
+def test_sha512_blobs(reg):
+    data = b"named by sha512\n" * 50
+    d = sha512(data)
+    # Monolithic: stored under blobs/sha512 and served by that digest.
+    st, h, _ = reg.req("POST", f"/v2/s5/blobs/uploads/?digest={d}",
+                       body=data)
+    assert st == 201 and h["docker-content-digest"] == d
+    assert h["location"] == f"/v2/s5/blobs/{d}"
+    assert (reg.data / "blobs" / "sha512" / d[7:]).read_bytes() == data
+    st, h, body = reg.req("GET", f"/v2/s5/blobs/{d}")
+    assert st == 200 and body == data and h["docker-content-digest"] == d
+    st, h, _ = reg.req("HEAD", f"/v2/s5/blobs/{d}")
+    assert st == 200 and int(h["content-length"]) == len(data)
+
+    # Chunked session closed by a sha512 digest.
+    st, h, _ = reg.req("POST", "/v2/s5/blobs/uploads/")
+    loc = h["location"]
+    other = b"second sha512 blob"
+    st, h, _ = reg.req("PATCH", loc, body=other[:5], headers={
+        "Content-Range": "0-4", "Content-Type": "application/octet-stream"})
+    assert st == 202
+    st, h, _ = reg.req("PUT", f"{h['location']}?digest={sha512(other)}",
+                       body=other[5:])
+    assert st == 201 and h["docker-content-digest"] == sha512(other)
+
+    # A wrong sha512 digest: DIGEST_INVALID and nothing stored.
+    wrong = sha512(b"something else")
+    st, _, body = reg.req("POST", f"/v2/s5/blobs/uploads/?digest={wrong}",
+                          body=b"not it")
+    assert st == 400 and code_of(body) == "DIGEST_INVALID"
+    assert not (reg.data / "blobs" / "sha512" / wrong[7:]).exists()
+    # Malformed: wrong length, upper case.
+    for bad in ("sha512:" + "a" * 64, d.upper().replace("SHA512", "sha512")):
+        st, _, body = reg.req("GET", f"/v2/s5/blobs/{bad}")
+        assert st == 400 and code_of(body) == "DIGEST_INVALID", bad
+
+    # Mount, and a manifest whose layer is a sha512 blob.
+    st, h, _ = reg.req("POST", f"/v2/s6/blobs/uploads/?mount={d}&from=s5")
+    assert st == 201 and h["location"] == f"/v2/s6/blobs/{d}"
+    config = b"{}"
+    push_blob(reg, "s5", config)
+    m = json.dumps({
+        "schemaVersion": 2, "mediaType": MT_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": sha(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": d, "size": len(data)}]}).encode()
+    st, h, _ = reg.req("PUT", "/v2/s5/manifests/v1", body=m,
+                       headers={"Content-Type": MT_MANIFEST})
+    assert st == 201 and h["docker-content-digest"] == sha(m)
+
+    # Delete.
+    st, _, _ = reg.req("DELETE", f"/v2/s6/blobs/{d}")
+    assert st == 202
+    st, _, body = reg.req("GET", f"/v2/s6/blobs/{d}")
+    assert st == 404 and code_of(body) == "BLOB_UNKNOWN"
+    st, _, _ = reg.req("GET", f"/v2/s5/blobs/{d}")
+    assert st == 200
 
 
 def test_skopeo_copy(reg, tmp_path):

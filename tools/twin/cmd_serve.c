@@ -1,20 +1,27 @@
 /*
  * cmd_serve.c - `twin serve`: the HTTP server (include/twin/server.h) with
  * /healthz, /metrics, the OCI registry under /v2/ (its data in --data, an
- * OCI image layout, see docs/internals/registry.md) and, with --static,
- * the files of a directory.
+ * OCI image layout, see docs/internals/registry.md), the model registry's
+ * REST API under /api/v1/ (metadata in --db, SQLite under --data by
+ * default, see docs/openapi.yaml) and, with --static, the files of a
+ * directory.
  *
  * SIGTERM and SIGINT are blocked before any thread starts and taken with
- * sigwait on the main thread, so the stop runs as ordinary code: the
+ * sigtimedwait on the main thread, so the stop runs as ordinary code: the
  * server stops accepting, lets in-flight requests finish within the grace
  * period and the command exits 0. The bound address goes to stdout as
- * "listening on http://HOST:PORT" (useful with port 0).
+ * "listening on http://HOST:PORT" (useful with port 0). Between signals
+ * the main thread purges upload sessions idle for --upload-ttl, at start
+ * and then hourly (docker-registry's uploadpurging, same defaults);
+ * unreferenced blobs are left to `twin registry gc`.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -23,7 +30,16 @@ static const cli_opt serve_opts[] = {
     {"listen", 0, "HOST:PORT",
      "address to listen on (default 127.0.0.1:8080; port 0 = any free)"},
     {"data", 0, "DIR", "data directory, created if missing (./twin-data)"},
+    {"db", 0, "URL",
+     "metadata store: sqlite:PATH or postgres://... (default "
+     "sqlite:DATA/meta.db)"},
     {"static", 0, "DIR", "serve the files of DIR at /"},
+    {"upload-ttl", 0, "SECONDS",
+     "purge upload sessions idle this long, hourly (default 604800, 7 "
+     "days)"},
+    {"threads", 0, "N",
+     "handler threads (default 2 per CPU + 2; handlers block on disk and "
+     "database I/O)"},
     {"grace-ms", 0, "MS",
      "on SIGTERM/SIGINT, time in-flight requests get (default 10000)"},
     {NULL, 0, NULL, NULL}};
@@ -51,6 +67,19 @@ static int make_dirs(const char *path, tw_err *err) {
   return TW_OK;
 }
 
+/* Removes upload sessions idle for ttl_s seconds, logging what it did. */
+static void purge_uploads(cli_ctx *cli, tw_reg *reg, int64_t ttl_s) {
+  tw_err err;
+  tw_err_init(&err);
+  size_t n = 0;
+  if (tw_reg_upload_gc(reg, ttl_s, &n, &err) != TW_OK)
+    tw_log(cli->tw, TW_LOG_WARN, "server", "purging uploads: %s",
+           tw_err_msg(&err));
+  else if (n > 0)
+    tw_log(cli->tw, TW_LOG_INFO, "server",
+           "purged %zu upload sessions idle for %lld s", n, (long long)ttl_s);
+}
+
 static int run_serve(cli_ctx *cli, const cli_args *args) {
   const cli_cmd *c = cli->cmd;
   tw_server_options opts;
@@ -58,6 +87,21 @@ static int run_serve(cli_ctx *cli, const cli_args *args) {
   const char *listen = cli_opt_value(c, args, "listen");
   const char *data = cli_opt_value(c, args, "data");
   const char *dir = cli_opt_value(c, args, "static");
+  const char *db = cli_opt_value(c, args, "db");
+  const char *threads = cli_opt_value(c, args, "threads");
+  const char *ttl = cli_opt_value(c, args, "upload-ttl");
+  unsigned long ttl_s = 7ul * 24 * 3600;
+  if (ttl != NULL &&
+      cli_parse_uint(cli, "upload-ttl", ttl, 10ul * 365 * 86400, &ttl_s) != 0)
+    return CLI_EXIT_USAGE;
+  unsigned long nthreads = 0;
+  if (threads != NULL &&
+      cli_parse_uint(cli, "threads", threads, 1024, &nthreads) != 0)
+    return CLI_EXIT_USAGE;
+  if (nthreads == 0) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    nthreads = 2 * (unsigned long)(ncpu > 0 ? ncpu : 1) + 2;
+  }
   const char *grace = cli_opt_value(c, args, "grace-ms");
   if (listen != NULL)
     opts.listen = listen;
@@ -79,22 +123,55 @@ static int run_serve(cli_ctx *cli, const cli_args *args) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+  const char *dd = data ? data : "twin-data";
   tw_server *srv = NULL;
   tw_reg *reg = NULL;
   tw_server_oci *oci = NULL;
-  int rc = tw_reg_open(data ? data : "twin-data", &reg, &err);
+  tw_server_api *api = NULL;
+  tw_meta *meta = NULL;
+  tw_wasm_engine *engine = NULL;
+  tw_pool *pool = NULL;
+  tw_buf url = TW_BUF_INIT;
+  /* The server's own pool: more threads than CPUs, so its idle workers
+   * sleep at once instead of spinning as a compute pool's do. */
+  int rc = tw_pool_new((unsigned)nthreads, &pool, &err);
+  opts.pool = pool;
+  if (rc == TW_OK)
+    rc = db != NULL ? tw_buf_puts(&url, db)
+                    : tw_meta_url_default(dd, &url, &err);
+  if (rc == TW_OK)
+    rc = tw_reg_open(dd, &reg, &err);
+  if (rc == TW_OK)
+    rc = tw_meta_open(url.data, &meta, &err);
+  if (rc == TW_OK)
+    rc = tw_wasm_engine_new(cli->tw, NULL, &engine, &err);
   if (rc == TW_OK)
     rc = tw_server_new(cli->tw, &opts, &srv, &err);
   if (rc == TW_OK)
     rc = tw_server_oci_add(srv, reg, &oci, &err);
+  if (rc == TW_OK) {
+    tw_server_oci_check_models(oci, engine);
+    rc = tw_server_api_add(srv, reg, meta, engine, &api, &err);
+  }
   if (rc == TW_OK && dir != NULL)
     rc = tw_server_static_add(srv, "/", dir, &err);
-  if (rc == TW_OK)
+  if (rc == TW_OK) {
+    /* Before the first request, so none sees a session half removed. */
+    purge_uploads(cli, reg, (int64_t)ttl_s);
     rc = tw_server_start(srv, &err);
+  }
+  if (rc == TW_OK)
+    tw_log(cli->tw, TW_LOG_INFO, "server", "metadata in %s (%s)",
+           tw_meta_url(meta), tw_meta_backend(meta));
+  tw_buf_fini(&url);
   if (rc != TW_OK) {
     tw_server_free(srv);
     tw_server_oci_free(oci);
+    tw_server_api_free(api);
+    tw_wasm_engine_free(engine);
+    tw_meta_close(meta);
     tw_reg_close(reg);
+    tw_pool_free(pool);
     return cli_fail(cli, &err);
   }
   char host[80];
@@ -106,8 +183,17 @@ static int run_serve(cli_ctx *cli, const cli_args *args) {
   (void)fflush(cli->out);
 
   int sig = 0;
-  while (sigwait(&set, &sig) != 0)
-    ;
+  for (int64_t next_purge = tw_clock_mono_ns() / 1000000000 + 3600;;) {
+    int64_t now = tw_clock_mono_ns() / 1000000000;
+    if (now >= next_purge) {
+      purge_uploads(cli, reg, (int64_t)ttl_s);
+      next_purge = now + 3600;
+    }
+    struct timespec ts = {60, 0};
+    sig = sigtimedwait(&set, NULL, &ts);
+    if (sig == SIGTERM || sig == SIGINT)
+      break;
+  }
   tw_log(cli->tw, TW_LOG_INFO, "server", "%s: stopping",
          sig == SIGTERM ? "SIGTERM" : "SIGINT");
   tw_server_stop(srv, opts.shutdown_grace_ms);
@@ -117,7 +203,11 @@ static int run_serve(cli_ctx *cli, const cli_args *args) {
            opts.shutdown_grace_ms);
   tw_server_free(srv);
   tw_server_oci_free(oci);
+  tw_server_api_free(api);
+  tw_wasm_engine_free(engine);
+  tw_meta_close(meta);
   tw_reg_close(reg);
+  tw_pool_free(pool);
   return CLI_EXIT_OK;
 }
 
@@ -127,9 +217,11 @@ const cli_cmd cmd_serve = {
     "",
     0,
     0,
-    "Run the HTTP server (/healthz, /metrics, OCI registry, static files).",
-    "Serves HTTP/1.1 on one event loop, handlers on the worker pool, and\n"
-    "an OCI distribution v1.1 registry under /v2/ storing into --data.\n"
+    "Run the HTTP server (/healthz, /metrics, OCI registry, model API).",
+    "Serves HTTP/1.1 on one event loop, handlers on the worker pool, an\n"
+    "OCI distribution v1.1 registry under /v2/ storing into --data, and\n"
+    "the model registry's REST API under /api/v1/ (docs/openapi.yaml)\n"
+    "with its metadata in --db (default: SQLite in --data).\n"
     "SIGTERM or SIGINT stops it gracefully: no new connections, in-flight\n"
     "requests finish within --grace-ms, exit 0. Access log lines are at\n"
     "level info (twin --log-level info serve).",
