@@ -21,5 +21,11 @@ extern const cli_cmd cmd_compose_validate;
 extern const cli_cmd cmd_compose_graph;
 extern const cli_cmd cmd_compose_up;
 extern const cli_cmd cmd_serve;
+extern const cli_cmd cmd_registry_gc;
+extern const cli_cmd cmd_push;
+extern const cli_cmd cmd_pull;
+extern const cli_cmd cmd_models_list;
+extern const cli_cmd cmd_models_show;
+extern const cli_cmd cmd_models_alias;
 
 #endif /* TWIN_COMMANDS_H */

@@ -58,6 +58,12 @@ static const cli_cmd *const commands[] = {&cmd_help,
                                           &cmd_compose_up,
                                           &cmd_system_info,
                                           &cmd_serve,
+                                          &cmd_registry_gc,
+                                          &cmd_push,
+                                          &cmd_pull,
+                                          &cmd_models_list,
+                                          &cmd_models_show,
+                                          &cmd_models_alias,
                                           NULL};
 
 /* Global options, accepted before the command words. */
