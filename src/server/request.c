@@ -715,7 +715,11 @@ static int send_direct(tw_server_req *req, struct lws *wsi) {
   size_t budget = TW__SERVER_WRITE_MAX;
   while (req->sent < req->to_send && budget > 0) {
     uint64_t left = req->to_send - req->sent;
-    size_t n = left < budget ? (size_t)left : budget;
+    /* Pieces of TW__SERVER_CHUNK: on loopback they measured faster than
+     * one call for the whole budget (the reader starts sooner). */
+    size_t n = left < TW__SERVER_CHUNK ? (size_t)left : TW__SERVER_CHUNK;
+    if (n > budget)
+      n = budget;
     off_t off = (off_t)(r->off + req->sent);
     ssize_t k = sendfile(sock, r->fd, &off, n);
     if (k < 0 && errno == EINTR)

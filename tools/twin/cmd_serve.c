@@ -143,8 +143,14 @@ static int run_serve(cli_ctx *cli, const cli_args *args) {
     rc = tw_reg_open(dd, &reg, &err);
   if (rc == TW_OK)
     rc = tw_meta_open(url.data, &meta, &err);
-  if (rc == TW_OK)
-    rc = tw_wasm_engine_new(cli->tw, NULL, &engine, &err);
+  if (rc == TW_OK) {
+    /* Fuel only: the loader's probe runs under a budget, and no epoch
+     * ticker thread wakes every millisecond in a server that is idle. */
+    tw_wasm_engine_opts eo;
+    memset(&eo, 0, sizeof eo);
+    eo.meters = TW_WASM_FUEL;
+    rc = tw_wasm_engine_new(cli->tw, &eo, &engine, &err);
+  }
   if (rc == TW_OK)
     rc = tw_server_new(cli->tw, &opts, &srv, &err);
   if (rc == TW_OK)
