@@ -267,7 +267,7 @@ typedef struct tw__conn {
   tw_server_ws *ws;
 } tw__conn;
 
-#define TW__SERVER_CHUNK (256u * 1024u)
+#define TW__SERVER_CHUNK ((size_t)256 * 1024)
 /* Most body bytes written in one writable callback. */
 #define TW__SERVER_WRITE_MAX ((size_t)4 << 20)
 
