@@ -5,6 +5,7 @@
 #define TWIN_TWIN_H
 
 #include "twin/ad.h"
+#include "twin/align.h"
 #include "twin/alloc.h"
 #include "twin/arena.h"
 #include "twin/buf.h"
@@ -27,6 +28,7 @@
 #include "twin/server.h"
 #include "twin/sim.h"
 #include "twin/store.h"
+#include "twin/stream.h"
 #include "twin/trace.h"
 #include "twin/units.h"
 #include "twin/version.h"
