@@ -478,6 +478,20 @@ static bool query_check(tw_server_req *req, const char *const *allowed,
   return true;
 }
 
+/* The request has no query parameters (answers and returns false if it
+ * has). */
+static bool no_query(tw_server_req *req) {
+  static const char *const none[] = {NULL};
+  return query_check(req, none, NULL);
+}
+
+/* Answers a DELETE: 204, or the failure rc recorded in err. */
+static int reply_deleted(tw_server_req *req, int rc, const tw_err *err) {
+  if (rc != TW_OK)
+    return reply_err(req, rc, err);
+  return tw_server_req_respond(req, 204, NULL, NULL, 0);
+}
+
 /* Collects the repeated "KEY=VALUE" parameter name into arena tags. */
 static bool query_pairs(tw_server_req *req, const char *name, tw_arena *a,
                         const tw_meta_tag **out, size_t *nout) {
@@ -632,7 +646,7 @@ static int reply_model(tw_server_req *req, tw_server_api *api, const char *name,
 static int model_create(tw_server_req *req, void *ud) {
   tw_server_api *api = ud;
   static const char *const keys[] = {"name", "description", "tags", NULL};
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   json_t *body = req_object(req, keys);
   if (body == NULL)
@@ -662,7 +676,7 @@ static int model_create(tw_server_req *req, void *ud) {
 }
 
 static int model_get(tw_server_req *req, void *ud) {
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   return reply_model(req, ud, tw_server_req_param(req, "model"), 200);
 }
@@ -671,7 +685,7 @@ static int model_update(tw_server_req *req, void *ud) {
   tw_server_api *api = ud;
   static const char *const keys[] = {"description", NULL};
   const char *name = tw_server_req_param(req, "model");
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   json_t *body = req_object(req, keys);
   if (body == NULL)
@@ -694,20 +708,19 @@ static int model_update(tw_server_req *req, void *ud) {
 
 static int model_delete(tw_server_req *req, void *ud) {
   tw_server_api *api = ud;
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   tw_err err;
   tw_err_init(&err);
-  if (tw_meta_model_delete(api->meta, tw_server_req_param(req, "model"),
-                           &err) != TW_OK)
-    return reply_err(req, err.code, &err);
-  return tw_server_req_respond(req, 204, NULL, NULL, 0);
+  int rc =
+      tw_meta_model_delete(api->meta, tw_server_req_param(req, "model"), &err);
+  return reply_deleted(req, rc, &err);
 }
 
 /* The "value" of a tag PUT, or NULL after answering; *body owns it. */
 static const char *tag_value(tw_server_req *req, json_t **body) {
   static const char *const keys[] = {"value", NULL};
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return NULL;
   *body = req_object(req, keys);
   if (*body == NULL)
@@ -741,14 +754,14 @@ static int model_tag_set(tw_server_req *req, void *ud) {
 
 static int model_tag_delete(tw_server_req *req, void *ud) {
   tw_server_api *api = ud;
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   tw_err err;
   tw_err_init(&err);
-  if (tw_meta_model_tag_delete(api->meta, tw_server_req_param(req, "model"),
-                               tw_server_req_param(req, "key"), &err) != TW_OK)
-    return reply_err(req, err.code, &err);
-  return tw_server_req_respond(req, 204, NULL, NULL, 0);
+  int rc =
+      tw_meta_model_tag_delete(api->meta, tw_server_req_param(req, "model"),
+                               tw_server_req_param(req, "key"), &err);
+  return reply_deleted(req, rc, &err);
 }
 
 /* --- Versions ----------------------------------------------------------------
@@ -1073,7 +1086,7 @@ static int version_register(tw_server_req *req, tw_server_api *api,
                             const char *model) {
   static const char *const keys[] = {
       "description", "status", "artifact", "tags", "run_ids", "parents", NULL};
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   json_t *body = req_object(req, keys);
   if (body == NULL)
@@ -1177,7 +1190,7 @@ static int version_create(tw_server_req *req, void *ud) {
 }
 
 static int version_get(tw_server_req *req, void *ud) {
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   int64_t v = req_version(req);
   if (v == 0)
@@ -1189,7 +1202,7 @@ static int version_update(tw_server_req *req, void *ud) {
   tw_server_api *api = ud;
   static const char *const keys[] = {"description", "status", NULL};
   const char *model = tw_server_req_param(req, "model");
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   int64_t ver = req_version(req);
   if (ver == 0)
@@ -1235,23 +1248,22 @@ out:
 
 static int version_delete(tw_server_req *req, void *ud) {
   tw_server_api *api = ud;
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   int64_t v = req_version(req);
   if (v == 0)
     return TW_OK;
   tw_err err;
   tw_err_init(&err);
-  if (tw_meta_version_delete(api->meta, tw_server_req_param(req, "model"), v,
-                             &err) != TW_OK)
-    return reply_err(req, err.code, &err);
-  return tw_server_req_respond(req, 204, NULL, NULL, 0);
+  int rc = tw_meta_version_delete(api->meta, tw_server_req_param(req, "model"),
+                                  v, &err);
+  return reply_deleted(req, rc, &err);
 }
 
 /* GET .../versions/{version}/wasm: the module, streamed from the blob. */
 static int version_wasm(tw_server_req *req, void *ud) {
   tw_server_api *api = ud;
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   int64_t ver = req_version(req);
   if (ver == 0)
@@ -1323,18 +1335,17 @@ static int version_tag_set(tw_server_req *req, void *ud) {
 
 static int version_tag_delete(tw_server_req *req, void *ud) {
   tw_server_api *api = ud;
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   int64_t ver = req_version(req);
   if (ver == 0)
     return TW_OK;
   tw_err err;
   tw_err_init(&err);
-  if (tw_meta_version_tag_delete(api->meta, tw_server_req_param(req, "model"),
-                                 ver, tw_server_req_param(req, "key"),
-                                 &err) != TW_OK)
-    return reply_err(req, err.code, &err);
-  return tw_server_req_respond(req, 204, NULL, NULL, 0);
+  int rc =
+      tw_meta_version_tag_delete(api->meta, tw_server_req_param(req, "model"),
+                                 ver, tw_server_req_param(req, "key"), &err);
+  return reply_deleted(req, rc, &err);
 }
 
 /* --- Aliases -----------------------------------------------------------------
@@ -1342,7 +1353,7 @@ static int version_tag_delete(tw_server_req *req, void *ud) {
 
 static int alias_get(tw_server_req *req, void *ud) {
   tw_server_api *api = ud;
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   const char *model = tw_server_req_param(req, "model");
   const char *alias = tw_server_req_param(req, "alias");
@@ -1371,7 +1382,7 @@ static int alias_get(tw_server_req *req, void *ud) {
 static int alias_set(tw_server_req *req, void *ud) {
   tw_server_api *api = ud;
   static const char *const keys[] = {"version", NULL};
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   json_t *body = req_object(req, keys);
   if (body == NULL)
@@ -1397,14 +1408,13 @@ static int alias_set(tw_server_req *req, void *ud) {
 
 static int alias_delete(tw_server_req *req, void *ud) {
   tw_server_api *api = ud;
-  if (!query_check(req, (const char *const[]){NULL}, NULL))
+  if (!no_query(req))
     return TW_OK;
   tw_err err;
   tw_err_init(&err);
-  if (tw_meta_alias_delete(api->meta, tw_server_req_param(req, "model"),
-                           tw_server_req_param(req, "alias"), &err) != TW_OK)
-    return reply_err(req, err.code, &err);
-  return tw_server_req_respond(req, 204, NULL, NULL, 0);
+  int rc = tw_meta_alias_delete(api->meta, tw_server_req_param(req, "model"),
+                                tw_server_req_param(req, "alias"), &err);
+  return reply_deleted(req, rc, &err);
 }
 
 /* --- Routes ------------------------------------------------------------------
