@@ -178,7 +178,8 @@ TW_API int tw_server_static_add(tw_server *srv, const char *prefix,
  * twin/registry.h; see docs/internals/registry.md. Blob bodies stream to
  * the upload writer; manifests are gathered up to TW_REG_MANIFEST_MAX. One
  * request at a time works on an upload session: another request for the
- * same session meanwhile gets 409 BLOB_UPLOAD_INVALID. */
+ * same session waits up to 2 s for it to end, then gets 409
+ * BLOB_UPLOAD_INVALID. */
 
 typedef struct tw_reg tw_reg;
 typedef struct tw_server_oci tw_server_oci;

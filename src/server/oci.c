@@ -11,7 +11,9 @@
  *    upload writer piece by piece and never gathered in memory; only
  *    manifest bodies are, capped at TW_REG_MANIFEST_MAX.
  *  - At most one request works on an upload session at a time: a request
- *    for a session another request holds is refused with 409
+ *    for a session another request holds waits up to SESSION_WAIT_S for
+ *    the hold to end (the answered request may still be closing when the
+ *    client's next one arrives), then is refused with 409
  *    BLOB_UPLOAD_INVALID (the client retries), so two writers never
  *    append to one session.
  *  - A session created by a POST that then fails (digest mismatch, client
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "twin/alloc.h"
@@ -43,6 +46,9 @@ typedef struct oci_session {
   uint64_t used; /* o->clock when last released, for eviction */
 } oci_session;
 
+/* Seconds a request waits for another request's hold on its session. */
+#define SESSION_WAIT_S 2
+
 /* Idle handles kept open at most; the least recently used beyond goes. */
 #define OCI_KEEP_MAX 64
 
@@ -50,6 +56,7 @@ struct tw_server_oci {
   tw_reg *reg;
   tw_wasm_engine *engine; /* checks pushed models, or NULL */
   pthread_mutex_t mu;
+  pthread_cond_t released; /* a session's hold ended (under mu) */
   oci_session *sess;
   size_t nsess, capsess;
   uint64_t clock;
@@ -212,7 +219,16 @@ static int session_hold(tw_server_oci *o, const char *id, tw_reg_upload **up,
   *up = NULL;
   *name = NULL;
   pthread_mutex_lock(&o->mu);
-  oci_session *s = session_find(o, id);
+  /* A client's next request on a session can arrive while the request
+   * that answered it is still closing: wait for that hold to end, a
+   * little, before calling the session busy. */
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += SESSION_WAIT_S;
+  oci_session *s;
+  while ((s = session_find(o, id)) != NULL && s->busy &&
+         pthread_cond_timedwait(&o->released, &o->mu, &until) == 0)
+    ;
   if (s != NULL && s->busy) {
     rc = TW_EBUSY;
   } else if (s != NULL) {
@@ -285,6 +301,7 @@ static void session_release(tw_server_oci *o, const char *id, tw_reg_upload *up,
   } else if (s != NULL) {
     *s = o->sess[--o->nsess];
   }
+  pthread_cond_broadcast(&o->released);
   pthread_mutex_unlock(&o->mu);
   /* Closing may touch the disk: outside the lock. */
   if (evicted)
@@ -717,6 +734,11 @@ int tw_server_oci_add(tw_server *srv, tw_reg *reg, tw_server_oci **out,
     tw_free(o);
     return tw_err_set(err, TW_ENOMEM, "cannot create a mutex");
   }
+  if (pthread_cond_init(&o->released, NULL) != 0) {
+    pthread_mutex_destroy(&o->mu);
+    tw_free(o);
+    return tw_err_set(err, TW_ENOMEM, "cannot create a condition variable");
+  }
   const uint64_t none = 0, any = TW_SERVER_BODY_UNLIMITED;
   const tw_server_route routes[] = {
       {"GET", "/v2/", "oci.base", TW_SERVER_ROUTE_FAST, none, NULL, NULL, NULL,
@@ -769,6 +791,7 @@ void tw_server_oci_check_models(tw_server_oci *o, tw_wasm_engine *e) {
 void tw_server_oci_free(tw_server_oci *o) {
   if (o == NULL)
     return;
+  pthread_cond_destroy(&o->released);
   pthread_mutex_destroy(&o->mu);
   for (size_t i = 0; i < o->nsess; i++)
     session_drop(&o->sess[i]);
