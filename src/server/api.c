@@ -563,6 +563,21 @@ static bool parse_parent(tw_server_req *req, const char *s, tw_arena *a,
   return true;
 }
 
+/* Whether id is a run id (1 to TW_META_RUN_ID_MAX printable ASCII
+ * characters without spaces, as the store requires); answers if not. */
+static bool run_id_ok(tw_server_req *req, const char *id) {
+  size_t n = strlen(id);
+  bool ok = n >= 1 && n <= TW_META_RUN_ID_MAX;
+  for (size_t k = 0; ok && k < n; k++)
+    ok = id[k] > ' ' && id[k] <= '~';
+  if (!ok)
+    (void)reply_bad(req,
+                    "run_id '%.64s': not 1 to %d printable ASCII characters "
+                    "without spaces",
+                    id, TW_META_RUN_ID_MAX);
+  return ok;
+}
+
 /* Fills the filters common to both searches. */
 static bool query_common(tw_server_req *req, tw_arena *a, tw_meta_query *q) {
   q->name_prefix = tw_server_req_query(req, "name_prefix");
@@ -801,8 +816,9 @@ static int versions_search_common(tw_server_req *req, tw_server_api *api,
     q.model = model != NULL ? model : tw_server_req_query(req, "model");
     q.status = tw_server_req_query(req, "status");
     q.run_id = tw_server_req_query(req, "run_id");
+    ok = q.run_id == NULL || run_id_ok(req, q.run_id);
     const char *p = tw_server_req_query(req, "parent");
-    if (p != NULL) {
+    if (ok && p != NULL) {
       ok = parse_parent(req, p, &a, &parent);
       q.parent = &parent;
     }
@@ -955,20 +971,11 @@ static int version_upload(tw_server_req *req, tw_server_api *api,
       goto out;
     }
   }
-  for (size_t i = 0; i < spec.n_run_ids; i++) {
-    const char *id = spec.run_ids[i];
-    size_t n = strlen(id);
-    bool ok = n >= 1 && n <= TW_META_RUN_ID_MAX;
-    for (size_t k = 0; ok && k < n; k++)
-      ok = id[k] > ' ' && id[k] <= '~';
-    if (!ok) {
-      rc = reply_bad(req,
-                     "run_id '%.64s': not 1 to %d printable ASCII "
-                     "characters without spaces",
-                     id, TW_META_RUN_ID_MAX);
+  for (size_t i = 0; i < spec.n_run_ids; i++)
+    if (!run_id_ok(req, spec.run_ids[i])) {
+      rc = TW_OK;
       goto out;
     }
-  }
   if (tw_reg_model_build(api->engine, body->data, body->len, true, &built,
                          &err) != TW_OK) {
     rc = reply_err(req, err.code == TW_ENOMEM ? TW_ENOMEM : TW_EVALIDATE, &err);

@@ -265,6 +265,10 @@ def test_bad_input_changes_nothing(srv):
          "INVALID_PARAMETER_VALUE"),
         ("GET", "/api/v1/versions?tag=novalue", None, None, 400,
          "INVALID_PARAMETER_VALUE"),
+        ("GET", "/api/v1/versions?run_id=caf%C3%A9", None, None, 400,
+         "INVALID_PARAMETER_VALUE"),
+        ("GET", "/api/v1/versions?run_id=a%20b&parent=x", None, None, 400,
+         "INVALID_PARAMETER_VALUE"),
         ("GET", "/api/v1/models?" + "&".join(["tag=k%d%%3Dv" % i
                                              for i in range(65)]),
          None, None, 400, "INVALID_PARAMETER_VALUE"),
