@@ -50,7 +50,9 @@ TW_EXTERN_C_BEGIN
 #define TW_STREAM_SIZE_MAX 65536
 
 typedef struct tw_stream_field {
-  const char *name; /* member of the record object (1 to 128 bytes) */
+  /* Member of the record object (1 to 128 bytes), or, starting with '/',
+   * a JSON Pointer (RFC 6901) into nested objects: "/outputs/force". */
+  const char *name;
   tw_dtype dtype;
   size_t size;      /* 1: a scalar; > 1: an array of exactly size values */
   const char *unit; /* the field's unit (twin/units.h); NULL or "": none */
@@ -86,7 +88,10 @@ TW_API int tw_stream_schema_new(const tw_stream_field *fields, size_t n,
 TW_API void tw_stream_schema_free(tw_stream_schema *s);
 /* Values a decoded record fills: the sum of the fields' sizes. */
 TW_API size_t tw_stream_schema_width(const tw_stream_schema *s);
-/* Offset of field i's values in a decoded record. */
+/* Number of fields. */
+TW_API size_t tw_stream_schema_nfields(const tw_stream_schema *s);
+/* Offset of field i's values in a decoded record (the width for i past
+ * the last field). */
 TW_API size_t tw_stream_schema_offset(const tw_stream_schema *s, size_t i);
 
 /* --- Bindings: a writer's schema checked against the fields ------------- */

@@ -153,6 +153,8 @@ int tw_stream_schema_new(const tw_stream_field *fields, size_t n,
 
 size_t tw_stream_schema_width(const tw_stream_schema *s) { return s->width; }
 
+size_t tw_stream_schema_nfields(const tw_stream_schema *s) { return s->n; }
+
 size_t tw_stream_schema_offset(const tw_stream_schema *s, size_t i) {
   return i < s->n ? s->f[i].off : s->width;
 }
@@ -292,6 +294,58 @@ static long long int_member(const json_t *o, const char *key) {
   return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
 }
 
+static const json_t *connect_field(const json_t *fields, const char *name) {
+  size_t i;
+  const json_t *f;
+  json_array_foreach(fields, i, f) {
+    const char *n = json_string_value(json_object_get(f, "field"));
+    if (n != NULL && strcmp(n, name) == 0)
+      return f;
+  }
+  return NULL;
+}
+
+/* Where a field lives. A name starting with '/' is a JSON Pointer (RFC
+ * 6901) into nested objects: "/outputs/force" is the member "force" of
+ * the member "outputs" ("~1" stands for '/', "~0" for '~'); any other
+ * name is a member of the top object. AT_VALUE walks a record,
+ * AT_JSON_SCHEMA the "properties" of a JSON Schema, AT_CONNECT the
+ * "fields" of a Connect struct schema. */
+enum { AT_VALUE, AT_JSON_SCHEMA, AT_CONNECT };
+
+static const json_t *step(const json_t *cur, const char *seg, int how) {
+  switch (how) {
+  case AT_JSON_SCHEMA:
+    return json_object_get(json_object_get(cur, "properties"), seg);
+  case AT_CONNECT:
+    return connect_field(json_object_get(cur, "fields"), seg);
+  default:
+    return json_object_get(cur, seg);
+  }
+}
+
+static const json_t *field_at(const json_t *root, const char *name, int how) {
+  if (name[0] != '/')
+    return step(root, name, how);
+  const json_t *cur = root;
+  const char *p = name;
+  while (cur != NULL && *p == '/') {
+    char seg[160];
+    size_t n = 0;
+    for (p++; *p != '\0' && *p != '/'; p++) {
+      char c = *p;
+      if (c == '~' && (p[1] == '0' || p[1] == '1'))
+        c = *++p == '0' ? '~' : '/';
+      if (n + 1 >= sizeof seg)
+        return NULL;
+      seg[n++] = c;
+    }
+    seg[n] = '\0';
+    cur = step(cur, seg, how);
+  }
+  return cur;
+}
+
 static int bind_json_schema(const tw_stream_schema *s, const json_t *root,
                             tw_stream_binding *b, tw_err *err) {
   const char *type = json_string_value(json_object_get(root, "type"));
@@ -302,7 +356,7 @@ static int bind_json_schema(const tw_stream_schema *s, const json_t *root,
                       "with properties");
   for (size_t i = 0; i < s->n; i++) {
     const field *f = &s->f[i];
-    const json_t *p = json_object_get(props, f->name);
+    const json_t *p = field_at(root, f->name, AT_JSON_SCHEMA);
     if (!json_is_object(p))
       return tw_err_set(err, TW_EVALIDATE,
                         "field '%s': not a property of the writer's schema",
@@ -330,17 +384,6 @@ static int bind_json_schema(const tw_stream_schema *s, const json_t *root,
   return TW_OK;
 }
 
-static const json_t *connect_field(const json_t *fields, const char *name) {
-  size_t i;
-  const json_t *f;
-  json_array_foreach(fields, i, f) {
-    const char *n = json_string_value(json_object_get(f, "field"));
-    if (n != NULL && strcmp(n, name) == 0)
-      return f;
-  }
-  return NULL;
-}
-
 static int bind_connect(const tw_stream_schema *s, const json_t *root,
                         tw_stream_binding *b, tw_err *err) {
   const char *type = json_string_value(json_object_get(root, "type"));
@@ -351,7 +394,7 @@ static int bind_connect(const tw_stream_schema *s, const json_t *root,
                       "fields");
   for (size_t i = 0; i < s->n; i++) {
     const field *f = &s->f[i];
-    const json_t *c = connect_field(fields, f->name);
+    const json_t *c = field_at(root, f->name, AT_CONNECT);
     if (c == NULL)
       return tw_err_set(err, TW_EVALIDATE,
                         "field '%s': not a field of the writer's schema",
@@ -502,7 +545,7 @@ static int read_fields(const tw_stream_schema *s, const tw_stream_binding *b,
   for (size_t i = 0; i < s->n; i++) {
     const field *f = &s->f[i];
     double scale = b ? b->scale[i] : 1, shift = b ? b->shift[i] : 0;
-    const json_t *v = json_object_get(obj, f->name);
+    const json_t *v = field_at(obj, f->name, AT_VALUE);
     if (v == NULL)
       return tw_err_set(err, TW_EVALIDATE, "record: no field '%s'", f->name);
     if (f->size == 1) {

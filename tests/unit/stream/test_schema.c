@@ -293,6 +293,58 @@ static int build_and_bind(void) {
   return rc;
 }
 
+static void pointer_fields(void **state) {
+  (void)state;
+  static const tw_stream_field f[] = {
+      {"/outputs/force", TW_F64, 1, "N", NAN, NAN},
+      {"/a~1b/c~0d", TW_I32, 1, NULL, NAN, NAN},
+  };
+  tw_stream_schema *s = NULL;
+  tw_err err;
+  tw_err_init(&err);
+  assert_int_equal(tw_stream_schema_new(f, 2, NULL, &s, &err), TW_OK);
+  double v[2];
+  assert_int_equal(
+      decode(s, NULL,
+             "{\"outputs\":{\"force\":2.5},\"a/b\":{\"c~d\":7},\"force\":1}", v,
+             NULL, &err),
+      TW_OK);
+  assert_true(v[0] == 2.5 && v[1] == 7);
+  assert_int_equal(decode(s, NULL,
+                          "{\"outputs\":{\"f\":1},\"a/b\":{\"c~d\":7}}", v,
+                          NULL, &err),
+                   TW_EVALIDATE);
+  assert_non_null(strstr(err.msg, "no field '/outputs/force'"));
+  /* A JSON Schema and a Connect schema with nested objects bind. */
+  static const char js[] =
+      "{\"type\":\"object\",\"properties\":{\"outputs\":{\"type\":"
+      "\"object\",\"properties\":{\"force\":{\"type\":\"number\",\"unit\":"
+      "\"kN\"}}},\"a/b\":{\"type\":\"object\",\"properties\":{\"c~d\":{"
+      "\"type\":\"integer\"}}}}}";
+  tw_stream_binding *b = NULL;
+  tw_err_init(&err);
+  assert_int_equal(
+      tw_stream_binding_new(s, TW_STREAM_JSON_SCHEMA, js, strlen(js), &b, &err),
+      TW_OK);
+  assert_int_equal(decode(s, b,
+                          "{\"outputs\":{\"force\":2.5},\"a/b\":{\"c~d\":7}}",
+                          v, NULL, &err),
+                   TW_OK);
+  assert_true(v[0] == 2500);
+  tw_stream_binding_free(b);
+  static const char cs[] =
+      "{\"type\":\"struct\",\"fields\":[{\"field\":\"outputs\",\"type\":"
+      "\"struct\",\"fields\":[{\"field\":\"force\",\"type\":\"double\"}]}"
+      ",{\"field\":\"a/b\",\"type\":\"struct\",\"fields\":[{\"field\":"
+      "\"c~d\",\"type\":\"int32\"}]}]}";
+  tw_err_init(&err);
+  assert_int_equal(
+      tw_stream_binding_new(s, TW_STREAM_CONNECT, cs, strlen(cs), &b, &err),
+      TW_OK);
+  tw_stream_binding_free(b);
+  tw_stream_schema_free(s);
+}
+
 static void allocation_failures(void **state) {
   (void)state;
   TW_TEST_ALLOC_FAILURES(build_and_bind());
@@ -305,6 +357,7 @@ int main(void) {
       TW_TEST(json_schema_binding),
       TW_TEST(connect_envelope),
       TW_TEST(wire_format),
+      TW_TEST(pointer_fields),
       TW_TEST(allocation_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
