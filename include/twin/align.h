@@ -255,6 +255,14 @@ TW_API int tw_align_push(tw_align *a, const tw_align_record *rec,
  * every item that can no longer change, in order. Never allocates. */
 TW_API int tw_align_advance(tw_align *a, int64_t now_ns, tw_err *err);
 
+/* The end of the input (Flink's final watermark, bounded by the data):
+ * the watermark moves to the largest event time of any stream and every
+ * item up to it is emitted (grid ticks up to that time, sets that can
+ * still form). Records pushed afterwards at or below it are late. Like
+ * advance, it emits at most max_ticks_per_advance ticks; call it again to
+ * go on. */
+TW_API int tw_align_finish(tw_align *a, tw_err *err);
+
 /* The global watermark (INT64_MIN before any). */
 TW_API int64_t tw_align_watermark(const tw_align *a);
 

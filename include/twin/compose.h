@@ -107,6 +107,12 @@ typedef struct tw_compose_source {
    * "INPUT=TOPIC" as tw_graph_inputs_open takes them. */
   const char *const *map;
   size_t nmap;
+  /* Live sources (NULL when not given): kafka brokers, group, topic and
+   * dead_letter topic, schema_registry URL; mqtt broker (HOST[:PORT])
+   * and topic (a filter); rtsp url; every kind: the record member holding
+   * the event time (time.field) and its unit (time.unit: ns, us, ms, s). */
+  const char *brokers, *group, *topic, *dead_letter, *schema_registry;
+  const char *broker, *url, *time_field, *time_unit;
 } tw_compose_source;
 
 TW_API size_t tw_compose_nsources(const tw_compose *c);

@@ -102,8 +102,8 @@ typedef enum tw_ingest_time {
 typedef struct tw_ingest_source_opts {
   const char *name; /* the twin's source name (copied) */
   const char *kind; /* "kafka", "mqtt", "rtsp" (recorded; copied) */
-  /* What the records carry (borrowed until tw_ingest_free). NULL for
-   * frames (TW_INGEST_FRAME records, counted and recorded only). */
+  /* What the records carry (borrowed until tw_ingest_close). NULL:
+   * records are recorded only (frames, or ingest without a twin). */
   const tw_stream_schema *schema;
   /* Where each schema field goes: the graph input index of field i, or
    * -1 for a field the twin does not read. n = the schema's fields. */
@@ -173,6 +173,7 @@ typedef struct tw_ingest_stats {
   uint64_t duplicates; /* at or below a recorded position: dropped */
   uint64_t late;       /* behind the watermark (side output) */
   uint64_t frames;     /* frame records */
+  uint64_t raw;        /* records of sources without a schema: recorded */
   uint64_t overflow;   /* refused by a full aligner buffer */
   uint64_t missing;    /* grid cells without a value (before a source's
                           first record): the input kept its last value */
@@ -202,6 +203,11 @@ TW_API int tw_ingest_push(tw_ingest *in, const tw_ingest_msg *msg,
 /* Advances processing time: recorded, then the watermark moves and the
  * twin steps through every tick behind it. */
 TW_API int tw_ingest_advance(tw_ingest *in, int64_t now_ns, tw_err *err);
+
+/* The end of the input (recorded): the watermark moves to the latest
+ * event time and the twin steps through every tick up to it. Later
+ * records are late. A run ends with it; a replay repeats it. */
+TW_API int tw_ingest_finish(tw_ingest *in, tw_err *err);
 
 /* Hands the recording to the kernel (the point after which connectors
  * may commit what they pushed before). */

@@ -58,7 +58,7 @@
 TW_EXTERN_C_BEGIN
 
 /* The schema version this build creates and understands. */
-#define TW_META_SCHEMA_VERSION 2
+#define TW_META_SCHEMA_VERSION 3
 
 /* Limits on names and values, in bytes. */
 #define TW_META_NAME_MAX 128
@@ -298,6 +298,101 @@ TW_API int tw_meta_alias_delete(tw_meta *m, const char *model,
 /* Writes the version alias names to *version. */
 TW_API int tw_meta_alias_get(tw_meta *m, const char *model, const char *alias,
                              int64_t *version, tw_err *err);
+
+/* --- Schema registry -------------------------------------------------------
+ * The subjects, versions and schemas of the Confluent-compatible schema
+ * registry `twin serve` answers (docs/schema-registry.md, ADR 0018). A
+ * schema is stored once per (type, text) and keeps its global id for good,
+ * even when every version naming it is deleted; a subject's versions (1,
+ * 2, ...) name schemas. A version is deleted softly first (it stays, marked
+ * deleted, and its number is not reused), then permanently. Texts are
+ * compared byte for byte: callers canonicalise them first. A subject is 1
+ * to TW_META_SR_SUBJECT_MAX bytes of UTF-8 without control characters; an
+ * unknown subject, version or id is TW_ENOENT naming it. */
+
+#define TW_META_SR_SUBJECT_MAX 255
+#define TW_META_SR_SCHEMA_MAX ((size_t)1 << 20)
+#define TW_META_SR_TYPE_MAX 32
+#define TW_META_SR_LEVEL_MAX 32
+
+/* One version of a subject, or (subject NULL, version 0) a schema. */
+typedef struct tw_meta_sr_version {
+  const char *subject;
+  int64_t version;
+  int64_t id;         /* the schema's global id */
+  const char *type;   /* "JSON", ... */
+  const char *schema; /* the text */
+  bool deleted;       /* soft-deleted */
+} tw_meta_sr_version;
+
+/* Called by tw_meta_sr_register inside its transaction, before a new
+ * version is added, with the subject's live versions (oldest first; n may
+ * be 0) and the compatibility level in force: the subject's, else the
+ * global one, else "BACKWARD". A failure refuses the registration: its
+ * code and message are what tw_meta_sr_register returns. */
+typedef int (*tw_meta_sr_check_fn)(void *ud, const char *level,
+                                   const tw_meta_sr_version *live, size_t n,
+                                   tw_err *err);
+
+/* Registers schema (type) under subject: when a live version of the
+ * subject already holds that text, *out is that version and nothing
+ * changes; else the schema gets its global id (the existing one when any
+ * subject registered the same text before), check (may be NULL) runs, and
+ * the version after the subject's highest, deleted ones included, is
+ * added. *out lives in arena. */
+TW_API int tw_meta_sr_register(tw_meta *m, const char *subject,
+                               const char *type, const char *schema,
+                               tw_meta_sr_check_fn check, void *ud,
+                               tw_arena *arena, tw_meta_sr_version *out,
+                               tw_err *err);
+/* The version of subject holding schema (type): live ones, and
+ * soft-deleted ones too when deleted; the newest such. TW_ENOENT. */
+TW_API int tw_meta_sr_lookup(tw_meta *m, const char *subject, const char *type,
+                             const char *schema, bool deleted, tw_arena *arena,
+                             tw_meta_sr_version *out, tw_err *err);
+/* The schema of global id (out->subject NULL, out->version 0). */
+TW_API int tw_meta_sr_schema_get(tw_meta *m, int64_t id, tw_arena *arena,
+                                 tw_meta_sr_version *out, tw_err *err);
+/* The versions naming schema id, by subject then version (soft-deleted
+ * ones too when deleted); *n may be 0 for an id whose versions are all
+ * gone. TW_ENOENT for an id never given. */
+TW_API int tw_meta_sr_schema_uses(tw_meta *m, int64_t id, bool deleted,
+                                  tw_arena *arena, tw_meta_sr_version **out,
+                                  size_t *n, tw_err *err);
+/* The subjects with a live version (or any version, when deleted), sorted
+ * bytewise. */
+TW_API int tw_meta_sr_subjects(tw_meta *m, bool deleted, tw_arena *arena,
+                               const char ***out, size_t *n, tw_err *err);
+/* The version numbers of subject, ascending. TW_ENOENT when it has none
+ * (live ones, unless deleted). */
+TW_API int tw_meta_sr_versions(tw_meta *m, const char *subject, bool deleted,
+                               tw_arena *arena, int64_t **out, size_t *n,
+                               tw_err *err);
+/* Version version of subject, or its newest with version -1 (live ones;
+ * soft-deleted ones too when deleted). TW_ENOENT. */
+TW_API int tw_meta_sr_version_get(tw_meta *m, const char *subject,
+                                  int64_t version, bool deleted,
+                                  tw_arena *arena, tw_meta_sr_version *out,
+                                  tw_err *err);
+/* Deletes version of subject (0: every version of it). Soft: the live
+ * versions named are marked deleted (TW_ENOENT when there is none).
+ * Permanent: the versions are removed, which must all be soft-deleted
+ * already (TW_ESTATE otherwise); removing a whole subject removes its
+ * compatibility level too. *out (in arena) gets the version numbers
+ * deleted, ascending. */
+TW_API int tw_meta_sr_delete(tw_meta *m, const char *subject, int64_t version,
+                             bool permanent, tw_arena *arena, int64_t **out,
+                             size_t *n, tw_err *err);
+/* The compatibility level of subject (NULL: the global one) into *level
+ * (in arena); TW_ENOENT when none is set. */
+TW_API int tw_meta_sr_config_get(tw_meta *m, const char *subject,
+                                 tw_arena *arena, const char **level,
+                                 tw_err *err);
+/* Sets (level non-NULL) or removes (NULL; TW_ENOENT when none was set)
+ * the compatibility level of subject (NULL: the global one). The level is
+ * stored as given: callers check it. */
+TW_API int tw_meta_sr_config_set(tw_meta *m, const char *subject,
+                                 const char *level, tw_err *err);
 
 TW_EXTERN_C_END
 

@@ -220,6 +220,23 @@ TW_API int tw_server_api_add(tw_server *srv, tw_reg *reg, tw_meta *meta,
 /* After tw_server_free. NULL is a no-op. */
 TW_API void tw_server_api_free(tw_server_api *a);
 
+/* --- The schema registry ----------------------------------------------------
+ * A subset of the Confluent Schema Registry REST API at the server's root
+ * (/subjects, /schemas, /config, /compatibility) over the schema registry
+ * of a metadata store: JSON schemas only, compatibility levels NONE,
+ * BACKWARD, FORWARD, FULL and their _TRANSITIVE forms.
+ * docs/schema-registry.md is the contract, docs/adr/0018-schema-registry.md
+ * the decisions. */
+
+typedef struct tw_server_sr tw_server_sr;
+
+/* Adds the schema registry's routes over meta (borrowed; must outlive
+ * srv). *out as with tw_server_oci_add. */
+TW_API int tw_server_sr_add(tw_server *srv, tw_meta *meta, tw_server_sr **out,
+                            tw_err *err);
+/* After tw_server_free. NULL is a no-op. */
+TW_API void tw_server_sr_free(tw_server_sr *sr);
+
 /* --- Running ------------------------------------------------------------ */
 
 /* Binds the listening socket and starts the loop thread. TW_EIO with

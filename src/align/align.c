@@ -589,11 +589,8 @@ static void emit_at(tw_align *a, int64_t tau, bool tick) {
   }
 }
 
-int tw_align_advance(tw_align *a, int64_t now_ns, tw_err *err) {
-  int rc = freeze(a, err);
-  if (rc != TW_OK)
-    return rc;
-  update(a, now_ns);
+/* Emits every item the watermark has settled, in order. */
+static void emit_ready(tw_align *a) {
   size_t ticks = 0;
   for (;;) {
     for (uint32_t gi = 0; gi < a->ng; gi++)
@@ -629,6 +626,28 @@ int tw_align_advance(tw_align *a, int64_t now_ns, tw_err *err) {
     ticks += tick;
     emit_at(a, tau, tick);
   }
+}
+
+int tw_align_advance(tw_align *a, int64_t now_ns, tw_err *err) {
+  int rc = freeze(a, err);
+  if (rc != TW_OK)
+    return rc;
+  update(a, now_ns);
+  emit_ready(a);
+  return TW_OK;
+}
+
+int tw_align_finish(tw_align *a, tw_err *err) {
+  int rc = freeze(a, err);
+  if (rc != TW_OK)
+    return rc;
+  int64_t m = INT64_MIN;
+  for (uint32_t i = 0; i < a->ns; i++)
+    if (a->s[i].has_max && a->s[i].max_time > m)
+      m = a->s[i].max_time;
+  if (m > a->wm)
+    a->wm = m;
+  emit_ready(a);
   return TW_OK;
 }
 

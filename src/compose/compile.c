@@ -17,6 +17,7 @@
  * through the marks the IR carries.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -626,6 +627,65 @@ static void declared_topic(tw_compose *c, const tw__csource *s,
 static const char *const source_kinds[] = {"mcap", "kafka", "mqtt", "rtsp",
                                            NULL};
 
+/* A live source's connection settings: strings, the ones its kind needs
+ * present, and time: {field, unit}. */
+static void live_settings(tw_compose *c, tw__csource *s, json_t *v) {
+  static const struct {
+    const char *key;
+    size_t off;
+    int need; /* the kind that requires it, or -1 */
+  } str[] = {
+      {"brokers", offsetof(tw_compose_source, brokers), TW_COMPOSE_KAFKA},
+      {"group", offsetof(tw_compose_source, group), -1},
+      {"topic", offsetof(tw_compose_source, topic), -1},
+      {"dead_letter", offsetof(tw_compose_source, dead_letter), -1},
+      {"schema_registry", offsetof(tw_compose_source, schema_registry), -1},
+      {"broker", offsetof(tw_compose_source, broker), TW_COMPOSE_MQTT},
+      {"url", offsetof(tw_compose_source, url), TW_COMPOSE_RTSP},
+  };
+  bool known_kind = json_is_string(json_object_get(v, "kind"));
+  for (size_t i = 0; i < sizeof str / sizeof str[0]; i++) {
+    json_t *x = json_object_get(v, str[i].key);
+    if (x != NULL && !json_is_string(x)) {
+      tw__cdiag(c, false, "type", x, NULL, "source '%s': %s must be a string",
+                s->name, str[i].key);
+      continue;
+    }
+    if (x != NULL)
+      *(const char **)((char *)&s->pub + str[i].off) = json_string_value(x);
+    else if (known_kind && (int)s->pub.kind == str[i].need)
+      tw__cdiag(c, false, "missing", v, NULL, "source '%s' (%s) needs %s",
+                s->name, source_kinds[s->pub.kind], str[i].key);
+  }
+  if (known_kind &&
+      (s->pub.kind == TW_COMPOSE_KAFKA || s->pub.kind == TW_COMPOSE_MQTT) &&
+      json_object_get(v, "topic") == NULL)
+    tw__cdiag(c, false, "missing", v, NULL, "source '%s' (%s) needs topic",
+              s->name, source_kinds[s->pub.kind]);
+  json_t *t = json_object_get(v, "time");
+  if (t == NULL)
+    return;
+  json_t *f = json_object_get(t, "field"), *u = json_object_get(t, "unit");
+  static const char *const units[] = {"ns", "us", "ms", "s", NULL};
+  size_t k = 0;
+  while (json_is_string(u) && units[k] != NULL &&
+         strcmp(units[k], json_string_value(u)) != 0)
+    k++;
+  if (!json_is_object(t) || !json_is_string(f)) {
+    tw__cdiag(c, false, "type", t, NULL,
+              "source '%s': time must be {field: NAME, unit: ns|us|ms|s}",
+              s->name);
+  } else if (u != NULL && (!json_is_string(u) || units[k] == NULL)) {
+    tw__cdiag(c, false, "value", u, NULL,
+              "source '%s': time.unit must be ns, us, ms or s", s->name);
+  } else {
+    static const char *const tkeys[] = {"field", "unit", NULL};
+    tw__ckeys(c, t, "time", tkeys);
+    s->pub.time_field = json_string_value(f);
+    s->pub.time_unit = u != NULL ? json_string_value(u) : "s";
+  }
+}
+
 static int load_sources(tw_compose *c) {
   json_t *srcs = json_object_get(c->root, "sources");
   if (srcs == NULL)
@@ -658,8 +718,10 @@ static int load_sources(tw_compose *c) {
       continue;
     }
     static const char *const keys[] = {
-        "kind",  "path",   "topics", "brokers",     "group",
-        "topic", "broker", "url",    "description", NULL};
+        "kind",        "path",  "topics",      "brokers",
+        "group",       "topic", "broker",      "url",
+        "description", "time",  "dead_letter", "schema_registry",
+        NULL};
     tw__ckeys(c, v, "a source", keys);
     tw__csource *s = &c->sources[c->nsources++];
     s->name = key;
@@ -700,6 +762,7 @@ static int load_sources(tw_compose *c) {
       s->path = b.data;
       s->pub.path = s->path;
     }
+    live_settings(c, s, v);
     json_t *topics = json_object_get(v, "topics");
     if (topics != NULL && !json_is_object(topics)) {
       tw__cdiag(c, false, "type", topics, NULL,

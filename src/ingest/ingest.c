@@ -95,9 +95,12 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size) {
 }
 
 int tw_ingest_new(const tw_ingest_opts *opts, tw_ingest **out, tw_err *err) {
-  if (opts == NULL || opts->graph == NULL || out == NULL)
-    return tw_err_set(err, TW_EINVAL, "ingest: a graph is required");
-  double dt = tw_graph_dt(opts->graph);
+  if (opts == NULL || out == NULL)
+    return tw_err_set(err, TW_EINVAL, "ingest: no options");
+  if (opts->graph == NULL && opts->trace_path != NULL)
+    return tw_err_set(err, TW_EINVAL, "ingest: a trace needs a graph");
+  /* Without a graph the pipeline records (and checks) only. */
+  double dt = opts->graph != NULL ? tw_graph_dt(opts->graph) : 1e-3;
   if (!(dt > 0) || dt * 1e9 > 9e18 || llround(dt * 1e9) < 1)
     return tw_err_set(err, TW_EINVAL, "ingest: the graph's dt %g s", dt);
   if (opts->idle_timeout_ns < 0 || opts->max_ticks < 0)
@@ -108,9 +111,9 @@ int tw_ingest_new(const tw_ingest_opts *opts, tw_ingest **out, tw_err *err) {
   in->o = *opts;
   in->g = opts->graph;
   in->dt_ns = llround(dt * 1e9);
-  in->nin = tw_graph_ninputs(in->g);
-  in->in_w = tw_graph_input_width(in->g);
-  in->out_w = tw_graph_output_width(in->g);
+  in->nin = in->g != NULL ? tw_graph_ninputs(in->g) : 0;
+  in->in_w = in->g != NULL ? tw_graph_input_width(in->g) : 0;
+  in->out_w = in->g != NULL ? tw_graph_output_width(in->g) : 0;
   in->twin = tw_strdup(opts->twin != NULL ? opts->twin : "");
   in->record_path =
       opts->record_path != NULL ? tw_strdup(opts->record_path) : NULL;
@@ -134,7 +137,7 @@ int tw_ingest_new(const tw_ingest_opts *opts, tw_ingest **out, tw_err *err) {
     in->in_size[i] = size;
     off += size;
   }
-  if (rc == TW_OK)
+  if (rc == TW_OK && in->g != NULL)
     rc = tw_graph_reset(in->g, err);
   if (rc != TW_OK) {
     (void)tw_ingest_close(in, NULL);
@@ -271,8 +274,10 @@ static void on_emit(void *ud, const tw_align_item *it) {
 }
 
 static int step_rows(tw_ingest *in, tw_err *err) {
-  if (in->nrows == 0)
+  if (in->nrows == 0 || in->g == NULL) {
+    in->nrows = 0;
     return TW_OK;
+  }
   double *o = tw_reallocarray(in->outs, in->nrows,
                               (in->out_w ? in->out_w : 1) * sizeof *o);
   if (o == NULL)
@@ -372,7 +377,7 @@ static int record_schema(tw_ingest *in, const bound *b, tw_err *err) {
 /* The writer's schema of id for source si: bound once; resolved through
  * the source's resolver (recorded) or, in a replay, the recording. */
 static int binding_for(tw_ingest *in, uint32_t si, uint32_t id,
-                       const bound **out, tw_err *err) {
+                       const bound **out, tw_err *transient, tw_err *err) {
   for (size_t i = 0; i < in->nbound; i++)
     if (in->bound[i].source == si && in->bound[i].id == id) {
       *out = &in->bound[i];
@@ -406,6 +411,13 @@ static int binding_for(tw_ingest *in, uint32_t si, uint32_t id,
     rc = s->o.resolve(s->o.resolve_ud, id, &kind, &text, &e);
     if (rc != TW_OK && e.code == TW_OK)
       (void)tw_err_set(&e, rc, "schema id %" PRIu32 " did not resolve", id);
+    if (rc == TW_ECONN || rc == TW_ETIMEDOUT || rc == TW_EIO) {
+      /* The registry is away: this record is refused, the id is asked
+       * again for the next one. */
+      tw_free(text);
+      (void)tw_err_copy(transient, &e);
+      return 1;
+    }
   }
   bound *nb = grow(in->bound, &in->capbound, in->nbound + 1, sizeof *nb);
   if (nb == NULL) {
@@ -463,8 +475,7 @@ static int handle(tw_ingest *in, const tw_ingest_msg *m, int64_t now,
     return TW_OK;
   }
   if (s->o.schema == NULL) {
-    refuse(in, m, "VALUE_CONVERTER", data_exception, TW_EVALIDATE,
-           "the source has no schema for records");
+    in->st.raw++; /* recorded only: nothing of the twin reads it */
     return TW_OK;
   }
   const void *payload = m->data;
@@ -480,7 +491,14 @@ static int handle(tw_ingest *in, const tw_ingest_msg *m, int64_t now,
       return TW_OK;
     }
     const bound *bd = NULL;
-    int rc = binding_for(in, m->source, id, &bd, err);
+    tw_err_init(&e);
+    int rc = binding_for(in, m->source, id, &bd, &e, err);
+    if (rc == 1) {
+      refuse(in, m, "VALUE_CONVERTER",
+             "org.apache.kafka.connect.errors.RetriableException", e.code,
+             e.msg);
+      return TW_OK;
+    }
     if (rc != TW_OK)
       return rc;
     if (bd->b == NULL) {
@@ -648,6 +666,10 @@ int tw_ingest_push(tw_ingest *in, const tw_ingest_msg *msg, int64_t now_ns,
 static int advance(tw_ingest *in, int64_t now, uint64_t event, tw_err *err) {
   tw_err e;
   tw_err_init(&e);
+  /* Before the first record nothing depends on time: not recorded (a run
+   * that never sees a record leaves no recording). */
+  if (!in->replaying && in->st.records == 0 && in->st.duplicates == 0)
+    return TW_OK;
   if (!in->started) {
     in->started = true;
     tw_err oe;
@@ -660,8 +682,9 @@ static int advance(tw_ingest *in, int64_t now, uint64_t event, tw_err *err) {
     tw_buf_reset(&in->body);
     int rc = tw__ingest_encode_clock(&in->body, event, now);
     if (rc == TW_OK)
-      rc = tw__recorder_write(in->rec, UINT32_MAX, event, now, now,
-                              in->body.data, in->body.len, &e);
+      rc = tw__recorder_write(
+          in->rec, UINT32_MAX, event, now == INT64_MAX ? in->now : now,
+          now == INT64_MAX ? in->now : now, in->body.data, in->body.len, &e);
     else
       (void)tw_err_set(&e, rc, "ingest: out of memory");
     if (rc != TW_OK)
@@ -671,7 +694,9 @@ static int advance(tw_ingest *in, int64_t now, uint64_t event, tw_err *err) {
   in->st.events++;
   if (in->al == NULL || in->stopped)
     return TW_OK;
-  int rc = tw_align_advance(in->al, now, &e);
+  /* now INT64_MAX is the end of the input. */
+  int rc = now == INT64_MAX ? tw_align_finish(in->al, &e)
+                            : tw_align_advance(in->al, now, &e);
   if (rc != TW_OK)
     return fail(in, rc, &e, err);
   close_row(in);
@@ -691,6 +716,15 @@ int tw_ingest_advance(tw_ingest *in, int64_t now_ns, tw_err *err) {
     now_ns = in->now;
   in->now = now_ns;
   return advance(in, now_ns, in->event, err);
+}
+
+int tw_ingest_finish(tw_ingest *in, tw_err *err) {
+  if (in->failed)
+    return tw_err_set(err, in->failed, "ingest failed before: %s",
+                      in->fail.msg);
+  if (in->replaying)
+    return tw_err_set(err, TW_ESTATE, "ingest: replaying");
+  return advance(in, INT64_MAX, in->event, err);
 }
 
 int tw_ingest_sync(tw_ingest *in, tw_err *err) {
@@ -949,7 +983,8 @@ static int replay_file(tw_ingest *in, const char *file, const char *want,
                       " was expected (events lost or reordered)",
                       file, event, in->event);
     if (rc == TW_OK) {
-      in->now = now;
+      if (now != INT64_MAX)
+        in->now = now;
       rc = advance(in, now, event, err);
     }
   }

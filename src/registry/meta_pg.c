@@ -107,9 +107,34 @@ static const char *const mig2[] = {
      "(parent_model, parent_version)"),
     "CREATE INDEX aliases_version ON aliases (version_id)", NULL};
 
+/* The schema registry (docs/schema-registry.md): schemas by global id,
+ * unique by the SHA-256 of their type and text; subjects' versions naming
+ * them; compatibility levels by subject ('' is the global one). */
+static const char *const mig3[] = {
+    "CREATE TABLE sr_schemas ("
+    " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " schema_type TEXT NOT NULL,"
+    " digest TEXT NOT NULL UNIQUE,"
+    " schema TEXT NOT NULL,"
+    " created_ms BIGINT NOT NULL)",
+    "CREATE TABLE sr_versions ("
+    " subject TEXT COLLATE \"C\" NOT NULL,"
+    " version BIGINT NOT NULL,"
+    " schema_id BIGINT NOT NULL REFERENCES sr_schemas(id),"
+    " deleted INTEGER NOT NULL DEFAULT 0,"
+    " created_ms BIGINT NOT NULL,"
+    " PRIMARY KEY (subject, version))",
+    "CREATE INDEX sr_versions_schema ON sr_versions (schema_id)",
+    "CREATE TABLE sr_config ("
+    " subject TEXT COLLATE \"C\" PRIMARY KEY,"
+    " level TEXT NOT NULL,"
+    " updated_ms BIGINT NOT NULL)",
+    NULL};
+
 static const tw__meta_migration migrations[] = {
     {1, "models, versions, tags, lineage, aliases", mig1},
     {2, "search and cascade indexes", mig2},
+    {3, "schema registry", mig3},
 };
 
 /* A transaction-scoped advisory lock on a constant key ("twin" in ASCII):

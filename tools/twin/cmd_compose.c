@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "graph_exec.h"
+#include "live.h"
 
 #define MAX_PARAM_FILES 16
 
@@ -158,7 +159,23 @@ static const cli_opt up_opts[] = {
     {"stats", 0, NULL, "print per-block accounting after the run"},
     {"store", 0, "DIR", "model store of oci://...@sha256: models"},
     {"json", 0, NULL, "JSON lines: one per tick with the outputs"},
+    {"record", 0, "PATH",
+     "live: record everything ingested (FILE.mcap, or a directory of "
+     "rotated segments)"},
+    {"segment-size", 0, "SIZE", "live: rotate segments at SIZE (256M)"},
+    {"max-size", 0, "SIZE", "live: delete the oldest segments beyond SIZE"},
+    {"duration", 0, "SECONDS", "live: stop after this long"},
+    {"max-records", 0, "N", "live: stop after N records"},
+    {"idle-timeout-ms", 0, "MS",
+     "live: a source silent this long stops holding the others (0: never)"},
+    {"out-of-order-ms", 0, "MS",
+     "live: how late a record may be and still count (50)"},
+    {"output-topic", 0, "TOPIC",
+     "live: produce the outputs to this Kafka topic"},
+    {"quiet", 'q', NULL, "live: no line per tick"},
     {NULL, 0, NULL, NULL}};
+
+#define MAX_LIVE_SOURCES 16
 
 /* Ticks to the end of a recording: the last message's time over dt. */
 static int recording_ticks(const char *path, double dt, unsigned long *ticks,
@@ -203,20 +220,35 @@ static int run_up(cli_ctx *cli, const cli_args *args) {
   if (rc != TW_OK)
     return cli_fail(cli, &err);
   tw_graph *g = tw_compose_graph(c);
+  /* Live sources: the ingest pipeline. */
+  tw_compose_source live[MAX_LIVE_SOURCES];
+  int nlive = live_sources_of(c, live, MAX_LIVE_SOURCES, &err);
+  if (nlive < 0) {
+    tw_compose_free(c);
+    return cli_fail(cli, &err);
+  }
+  if (nlive > 0) {
+    live_opts lo;
+    int code = live_opts_of(cli, args, &lo);
+    if (code == CLI_EXIT_OK && cli_graph_budget(cli, args, g) != CLI_EXIT_OK)
+      code = CLI_EXIT_USAGE;
+    if (code == CLI_EXIT_OK) {
+      lo.graph = g;
+      lo.twin = tw_compose_name(c);
+      lo.max_ticks = (int64_t)ticks;
+      code = live_run(cli, &lo, live, (size_t)nlive);
+    }
+    tw_compose_free(c);
+    return code;
+  }
+  tw_err_init(&err);
   /* The sources: one recording feeds the graph's inputs. */
   const tw_compose_source *rec = NULL;
   for (size_t i = 0; rc == TW_OK && i < tw_compose_nsources(c); i++) {
     const tw_compose_source *s = tw_compose_source_at(c, i);
     if (s->nmap == 0)
       continue; /* declared, not read */
-    if (s->kind != TW_COMPOSE_MCAP) {
-      static const char *const kinds[] = {"mcap", "kafka", "mqtt", "rtsp"};
-      rc = tw_err_set(&err, TW_ENOTSUP,
-                      "source '%s' (%s): live sources need the ingest "
-                      "connectors, which this build does not have yet; run "
-                      "a profile that reads a recording (kind: mcap)",
-                      s->name, kinds[s->kind]);
-    } else if (rec != NULL) {
+    if (rec != NULL) {
       rc = tw_err_set(&err, TW_ENOTSUP,
                       "sources '%s' and '%s': compose up reads one "
                       "recording per run; record them into one MCAP file",
@@ -257,6 +289,14 @@ const cli_cmd cmd_compose_up = {
     "sample at or before its time) for --ticks steps or to the end of the\n"
     "recording. The outputs are printed per tick, or with --trace\n"
     "FILE.mcap recorded with the inputs (a run that fails leaves no\n"
-    "file). Live sources (kafka, mqtt, rtsp) need the ingest connectors.",
+    "file).\n"
+    "\n"
+    "Live sources (kafka, mqtt, rtsp) run the twin on the live data: every\n"
+    "record is recorded (--record) before it reaches the twin, checked\n"
+    "against the twin's ports (refused ones go to the source's dead_letter\n"
+    "topic), aligned on the tick grid (each tick holds the latest value)\n"
+    "and stepped; positions are committed only once recorded. The run\n"
+    "stops at --ticks, --duration, --max-records or SIGINT/SIGTERM;\n"
+    "`twin replay` re-runs the recording to the same outputs, bit for bit.",
     up_opts,
     run_up};

@@ -128,6 +128,7 @@ static int run_serve(cli_ctx *cli, const cli_args *args) {
   tw_reg *reg = NULL;
   tw_server_oci *oci = NULL;
   tw_server_api *api = NULL;
+  tw_server_sr *sr = NULL;
   tw_meta *meta = NULL;
   tw_wasm_engine *engine = NULL;
   tw_pool *pool = NULL;
@@ -159,6 +160,8 @@ static int run_serve(cli_ctx *cli, const cli_args *args) {
     tw_server_oci_check_models(oci, engine);
     rc = tw_server_api_add(srv, reg, meta, engine, &api, &err);
   }
+  if (rc == TW_OK)
+    rc = tw_server_sr_add(srv, meta, &sr, &err);
   if (rc == TW_OK && dir != NULL)
     rc = tw_server_static_add(srv, "/", dir, &err);
   if (rc == TW_OK) {
@@ -174,6 +177,7 @@ static int run_serve(cli_ctx *cli, const cli_args *args) {
     tw_server_free(srv);
     tw_server_oci_free(oci);
     tw_server_api_free(api);
+    tw_server_sr_free(sr);
     tw_wasm_engine_free(engine);
     tw_meta_close(meta);
     tw_reg_close(reg);
@@ -210,6 +214,7 @@ static int run_serve(cli_ctx *cli, const cli_args *args) {
   tw_server_free(srv);
   tw_server_oci_free(oci);
   tw_server_api_free(api);
+  tw_server_sr_free(sr);
   tw_wasm_engine_free(engine);
   tw_meta_close(meta);
   tw_reg_close(reg);

@@ -994,6 +994,7 @@ static void test_concurrent_open(void **state) {
     OK(tw__meta_exec_sql(m,
                          "DROP TABLE aliases, version_parents, version_runs, "
                          "version_tags, versions, model_tags, models, "
+                         "sr_config, sr_versions, sr_schemas, "
                          "schema_migrations",
                          &err));
     tw_meta_close(m);
