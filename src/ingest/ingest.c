@@ -330,7 +330,7 @@ static int start_aligner(tw_ingest *in, int64_t first_ns, tw_err *err) {
     so.dims = s->width;
     so.max_out_of_orderness_ns = s->o.max_out_of_orderness_ns
                                      ? s->o.max_out_of_orderness_ns
-                                     : 50 * 1000 * 1000;
+                                     : (int64_t)50 * 1000 * 1000;
     so.tolerance_ns = s->o.tolerance_ns;
     so.max_age_ns = s->o.max_age_ns;
     so.capacity = s->o.capacity ? s->o.capacity : 4096;
@@ -958,7 +958,6 @@ static int replay_file(tw_ingest *in, const char *file, const char *want,
     rc = tw_trace_iter_new(r, NULL, &it, err);
   tw_trace_message m;
   while (rc == TW_OK && (rc = tw_trace_iter_next(it, &m, err)) == 1) {
-    rc = TW_OK;
     uint64_t event = 0;
     int64_t now = 0;
     if (map[m.channel_id] == UINT32_MAX) {

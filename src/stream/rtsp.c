@@ -34,40 +34,38 @@
 struct tw_rtsp {
   tw_rtsp_opts o; /* url and pix_fmt point at the copies below */
   char *url;
-  bool network; /* reconnect at the end (else the end is TW_RTSP_END) */
-  enum AVPixelFormat out_fmt;
   const char *out_name;
 
   AVFormatContext *fmt; /* NULL while lost */
   AVCodecContext *dec;
-  int vstream;
-  AVRational tb;
   AVPacket *pkt;
   AVFrame *frame;
   struct SwsContext *sws;
   uint8_t *buf;
   size_t buf_cap;
+  AVRational tb;
 
-  atomic_bool interrupted;
-  int64_t deadline_ns; /* monotonic; 0: none */
-  bool timed_out;      /* the interrupt callback fired on the deadline */
+  int64_t deadline_ns;  /* monotonic; 0: none */
+  int64_t wall_base_ns; /* start_time_realtime in ns, or INT64_MIN */
+  int64_t next_due_ns;  /* RATE: the next frame's earliest stream time */
+  int64_t period_ns;
+  uint64_t seq;
+  tw_rtsp_stats st;
+  tw_err lost; /* why the input was lost, once draining */
 
-  bool draining;  /* the input failed or ended: emptying the decoder */
-  int lost_code;  /* why, once draining */
-  bool lost_eof;  /* the input ended (rather than failed) */
-  tw_err lost;    /* and the message */
+  enum AVPixelFormat out_fmt;
+  int vstream;
+  int lost_code;  /* the code of lost */
   int attempts;   /* reconnection attempts since the last frame */
   int backoff_ms; /* the next wait before an attempt */
-  bool ended;     /* a finite input was read to its end */
-
-  int64_t wall_base_ns; /* start_time_realtime in ns, or INT64_MIN */
-  bool have_due;        /* RATE: next_due_ns is set */
-  int64_t next_due_ns;
-  int64_t period_ns;
-
-  uint64_t seq;
   uint32_t generation;
-  tw_rtsp_stats st;
+  atomic_bool interrupted;
+  bool network;   /* reconnect at the end (else the end is TW_RTSP_END) */
+  bool timed_out; /* the interrupt callback fired on the deadline */
+  bool draining;  /* the input failed or ended: emptying the decoder */
+  bool lost_eof;  /* the input ended (rather than failed) */
+  bool ended;     /* a finite input was read to its end */
+  bool have_due;  /* RATE: next_due_ns is set */
 };
 
 void tw_rtsp_opts_init(tw_rtsp_opts *o) {
@@ -555,7 +553,8 @@ int tw_rtsp_open(const tw_rtsp_opts *o, tw_rtsp **out, tw_err *err) {
   r->backoff_ms = r->o.reconnect_min_ms;
   if (r->o.extract == TW_RTSP_RATE)
     r->period_ns = (int64_t)llround(1e9 / r->o.rate_hz);
-  r->network = strstr(r->url, "://") != NULL && strncmp(r->url, "file:", 5);
+  r->network =
+      strstr(r->url, "://") != NULL && strncmp(r->url, "file:", 5) != 0;
   r->wall_base_ns = INT64_MIN;
   atomic_init(&r->interrupted, false);
   rc = connect_input(r, err);
