@@ -166,6 +166,8 @@ static const cli_opt up_opts[] = {
     {"max-size", 0, "SIZE", "live: delete the oldest segments beyond SIZE"},
     {"duration", 0, "SECONDS", "live: stop after this long"},
     {"max-records", 0, "N", "live: stop after N records"},
+    {"stop-when-idle-ms", 0, "MS",
+     "stop once no record came for MS (after the first)"},
     {"idle-timeout-ms", 0, "MS",
      "live: a source silent this long stops holding the others (0: never)"},
     {"out-of-order-ms", 0, "MS",

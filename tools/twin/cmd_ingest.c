@@ -23,6 +23,8 @@ static const cli_opt ingest_opts[] = {
     {"max-size", 0, "SIZE", "delete the oldest segments beyond SIZE"},
     {"duration", 0, "SECONDS", "stop after this long"},
     {"max-records", 0, "N", "stop after N records"},
+    {"stop-when-idle-ms", 0, "MS",
+     "stop once no record came for MS (after the first)"},
     {"json", 0, NULL, "print the summary as JSON"},
     {NULL, 0, NULL, NULL}};
 

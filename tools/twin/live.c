@@ -65,6 +65,9 @@ typedef struct lsrc {
   tw_kafka_producer *kp; /* dead letters */
   tw_sr_client *sr;
   tw_mqtt *mq;
+  tw_mqtt *mq_out; /* dead letters: a publish-only connection, so that
+                      the messages awaiting acknowledgement on mq never
+                      hold them back */
   tw_rtsp *rt;
   pending *pend;
   size_t npend, cappend;
@@ -221,7 +224,7 @@ static void on_refused(void *ud, const tw_ingest_msg *m,
     wi.exception_class = why->exception;
     wi.message = why->message;
     rc = tw_kafka_dead_letter(s->kp, s->cs.dead_letter, &r, &wi, &e);
-  } else if (s->mq != NULL && s->cs.dead_letter != NULL) {
+  } else if (s->mq_out != NULL) {
     char part[24];
     (void)snprintf(part, sizeof part, "%" PRId64, m->offset);
     tw_mqtt_prop p[] = {
@@ -231,8 +234,8 @@ static void on_refused(void *ud, const tw_ingest_msg *m,
         {"__connect.errors.stage", why->stage},
         {"__connect.errors.exception.class.name", why->exception},
         {"__connect.errors.exception.message", why->message}};
-    rc = tw_mqtt_publish(s->mq, s->cs.dead_letter, m->data, m->len, 1, false, p,
-                         sizeof p / sizeof p[0], &e);
+    rc = tw_mqtt_publish(s->mq_out, s->cs.dead_letter, m->data, m->len, 1,
+                         false, p, sizeof p / sizeof p[0], &e);
   } else {
     if (l->refused_printed++ < 10)
       (void)fprintf(l->cli->errs,
@@ -420,6 +423,14 @@ static int open_connector(live *l, lsrc *s, tw_err *err) {
     mo.topics = topics;
     mo.ntopics = 1;
     rc = tw_mqtt_new(&mo, &s->mq, err);
+    if (rc == TW_OK && cs->dead_letter != NULL) {
+      char oid[300];
+      (void)snprintf(oid, sizeof oid, "%s-dead-letters", cid);
+      mo.client_id = oid;
+      mo.topics = NULL;
+      mo.ntopics = 0;
+      rc = tw_mqtt_new(&mo, &s->mq_out, err);
+    }
   } else if (cs->kind == TW_COMPOSE_RTSP) {
     tw_rtsp_opts ro;
     tw_rtsp_opts_init(&ro);
@@ -450,6 +461,7 @@ static void close_connector(lsrc *s, tw_err *err) {
   tw_kafka_producer_free(s->kp);
   tw_mqtt_free(s->mq);
   tw_sr_client_free(s->sr);
+  tw_mqtt_free(s->mq_out);
   for (size_t i = 0; i < s->npend; i++)
     tw_free(s->pend[i].topic);
   tw_free(s->pend);
@@ -655,12 +667,12 @@ static int checkpoint(live *l, tw_err *err) {
     rc = tw_ingest_sync(l->in, err);
   for (size_t i = 0; rc == TW_OK && i < l->n; i++) {
     lsrc *s = &l->src[i];
-    /* Kafka dead letters are delivered before the positions that
-     * refused them are committed. An MQTT connector writes nothing while
-     * a message is unacknowledged, so its dead letters go out after the
-     * acknowledgements (they are in the recording either way). */
+    /* Dead letters are delivered before the positions that refused them
+     * are committed / acknowledged. */
     if (s->kp != NULL)
       rc = tw_kafka_producer_flush(s->kp, 30000, err);
+    if (rc == TW_OK && s->mq_out != NULL)
+      rc = tw_mqtt_flush(s->mq_out, 30000, err);
     for (size_t k = 0; rc == TW_OK && k < s->npend; k++) {
       pending *p = &s->pend[k];
       if (s->kc != NULL)
@@ -674,8 +686,6 @@ static int checkpoint(live *l, tw_err *err) {
     s->npend = 0;
     if (rc == TW_OK && s->kc != NULL)
       rc = tw_kafka_consumer_commit(s->kc, err);
-    if (rc == TW_OK && s->mq != NULL && s->cs.dead_letter != NULL)
-      rc = tw_mqtt_flush(s->mq, 30000, err);
   }
   if (rc == TW_OK && l->outp != NULL)
     rc = tw_kafka_producer_flush(l->outp, 30000, err);
@@ -768,7 +778,7 @@ int live_run(cli_ctx *cli, const live_opts *o, const tw_compose_source *srcs,
   stop_signal = 0;
   (void)sigaction(SIGINT, &sa, &old_int);
   (void)sigaction(SIGTERM, &sa, &old_term);
-  int64_t start = now_ns(), last = start;
+  int64_t start = now_ns(), last = start, last_record = 0;
   int64_t period = o->sync_interval_ns > 0 ? o->sync_interval_ns : 20000000;
   uint64_t total = 0;
   while (rc == TW_OK && !stop_signal) {
@@ -792,6 +802,8 @@ int live_run(cli_ctx *cli, const live_opts *o, const tw_compose_source *srcs,
     }
     total += got;
     l.now = now_ns();
+    if (got > 0)
+      last_record = l.now;
     if (rc == TW_OK && (l.now - last >= period || got == 0)) {
       rc = checkpoint(&l, &err);
       last = l.now;
@@ -800,7 +812,9 @@ int live_run(cli_ctx *cli, const live_opts *o, const tw_compose_source *srcs,
     tw_ingest_stats_get(l.in, &st);
     if ((o->max_ticks > 0 && st.ticks >= o->max_ticks) ||
         (o->max_records > 0 && st.records + st.duplicates >= o->max_records) ||
-        (o->duration_s > 0 && (double)(l.now - start) / 1e9 >= o->duration_s))
+        (o->duration_s > 0 && (double)(l.now - start) / 1e9 >= o->duration_s) ||
+        (o->stop_idle_ns > 0 && last_record > 0 &&
+         l.now - last_record >= o->stop_idle_ns))
       break;
     if (rc == TW_OK && got == 0) {
       /* RTSP-only runs wait here for frames. */
@@ -863,6 +877,14 @@ int live_opts_of(cli_ctx *cli, const cli_args *args, live_opts *lo) {
     if (cli_parse_uint(cli, "max-records", s, ~0ul, &v) != 0)
       return CLI_EXIT_USAGE;
     lo->max_records = v;
+  }
+  if ((s = cli_opt_value(cmd, args, "stop-when-idle-ms")) != NULL) {
+    if (cli_parse_uint(cli, "stop-when-idle-ms", s, 1ul << 40, &v) != 0 ||
+        v == 0)
+      return v == 0 ? cli_usage_error(cli, cmd,
+                                      "--stop-when-idle-ms needs at least 1")
+                    : CLI_EXIT_USAGE;
+    lo->stop_idle_ns = (int64_t)v * 1000000;
   }
   if ((s = cli_opt_value(cmd, args, "idle-timeout-ms")) != NULL) {
     if (cli_parse_uint(cli, "idle-timeout-ms", s, 1ul << 40, &v) != 0)

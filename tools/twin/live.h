@@ -22,6 +22,8 @@ typedef struct live_opts {
   int64_t max_ticks;        /* stop after this many ticks (0: none) */
   double duration_s;        /* stop after this long (0: until a signal) */
   uint64_t max_records;     /* stop after this many records (0: none) */
+  int64_t stop_idle_ns;     /* stop after this long without a record,
+                               once one came (0: never) */
   int64_t idle_timeout_ns;  /* sources idle this long free the watermark */
   int64_t out_of_order_ns;  /* bounded out-of-orderness of every source */
   int64_t sync_interval_ns; /* advance + sync + commit period */
@@ -32,7 +34,8 @@ typedef struct live_opts {
 } live_opts;
 
 /* The options --record, --segment-size, --max-size, --duration,
- * --max-records, --idle-timeout-ms, --out-of-order-ms, --output-topic,
+ * --max-records, --stop-when-idle-ms, --idle-timeout-ms, --out-of-order-ms,
+ * --output-topic,
  * --json, --quiet and --trace of the command (those it has) into lo. */
 int live_opts_of(cli_ctx *cli, const cli_args *args, live_opts *lo);
 
