@@ -25,18 +25,22 @@
  *        the time field t (ms); the recording is an MCAP file in --dir.
  *     Each side is timed from its first record to its last (for the twin:
  *     to the end of the last checkpoint); medians over the rounds and the
- *     ratio twin / librdkafka (target >= 0.7).
+ *     ratio twin / librdkafka (target >= 0.7). The twin's line carries
+ *     the pipeline's counts of the last round (accepted, late, overflow:
+ *     see bench/README.md on why a backlog of 3 partitions makes many
+ *     records late).
  *  3. Latency at --rate records/s for --seconds: a producer thread paces
- *     records (linger 1 ms) carrying their send time (CLOCK_REALTIME ns)
- *     in a member "s" the schema does not read, to a fresh topic per side,
- *     while the consumer reads live. librdkafka: send -> delivered by
- *     rd_kafka_consumer_poll. Twin: send -> tw_ingest_push returned
- *     (recorded, decoded, validated, aligned: "pushed"), send -> the end
- *     of the tw_ingest_sync covering it (the recording handed to the
- *     kernel, after which the position may be committed: "synced"), and
- *     send -> the end of the commit after it ("committed"). p50, p99,
- *     p99.9 and max in ms, over --seconds after --warmup seconds at the
- *     same rate (records marked "w" instead of "s", not measured).
+ *     records (linger 5 ms, librdkafka's default) carrying their send
+ *     time (CLOCK_REALTIME ns) in a member "s" the schema does not read,
+ *     to a fresh topic per side, while the consumer reads live.
+ *     librdkafka: send -> delivered by rd_kafka_consumer_poll. Twin: send
+ *     -> tw_ingest_push returned (recorded, decoded, validated, aligned:
+ *     "pushed"), send -> the end of the tw_ingest_sync covering it (the
+ *     recording handed to the kernel, after which the position may be
+ *     committed: "synced"), and send -> the end of the commit after it
+ *     ("committed"). p50, p99, p99.9 and max in ms, over --seconds after
+ *     --warmup seconds at the same rate (records marked "w" instead of
+ *     "s", not measured).
  *
  *   kafka_bench [--records N] [--reps R] [--rate R] [--seconds S]
  *               [--warmup S] [--dir DIR] [--skip-latency]
@@ -45,7 +49,8 @@
  * Build (after building the library in build/NAME):
  *   gcc -std=c11 -O2 -D_GNU_SOURCE -pthread -Iinclude \
  *     bench/ingest/kafka_bench.c -o build/NAME/kafka_bench -Lbuild/NAME \
- *     -ltwin -Wl,-rpath,$PWD/build/NAME $(pkg-config --cflags --libs rdkafka)
+ *     -ltwin -Wl,-rpath,$PWD/build/NAME \
+ *     $(pkg-config --cflags --libs rdkafka) -lm
  *   scripts/kafka run build/NAME/kafka_bench --records 200000 --reps 1
  */
 #include <librdkafka/rdkafka.h>
@@ -629,7 +634,7 @@ typedef struct pacer {
 
 static void *pace(void *arg) {
   pacer *p = arg;
-  rd_kafka_t *rk = producer("1");
+  rd_kafka_t *rk = producer("5");
   char buf[256], key[32];
   uint64_t nwarm = (uint64_t)(p->rate * p->warm);
   uint64_t total = nwarm + (uint64_t)(p->rate * p->seconds);
@@ -788,7 +793,7 @@ static void twin_latency(double rate, double seconds, double warm) {
 int main(int argc, char **argv) {
   uint64_t n = 2000000;
   int reps = 3;
-  double rate = 50000, seconds = 10, warm = 2;
+  double rate = 50000, seconds = 10, warm = 3;
   bool do_tp = true, do_lat = true;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -113,6 +113,10 @@ typedef struct tw_compose_source {
    * the event time (time.field) and its unit (time.unit: ns, us, ms, s). */
   const char *brokers, *group, *topic, *dead_letter, *schema_registry;
   const char *broker, *url, *time_field, *time_unit;
+  /* "source" (NULL): event times as the records carry them; "estimated":
+   * mapped onto the host clock through the source's estimated offset and
+   * drift (twin/align.h). */
+  const char *clock;
 } tw_compose_source;
 
 TW_API size_t tw_compose_nsources(const tw_compose *c);

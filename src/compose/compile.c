@@ -662,6 +662,14 @@ static void live_settings(tw_compose *c, tw__csource *s, json_t *v) {
       json_object_get(v, "topic") == NULL)
     tw__cdiag(c, false, "missing", v, NULL, "source '%s' (%s) needs topic",
               s->name, source_kinds[s->pub.kind]);
+  json_t *ck = json_object_get(v, "clock");
+  if (ck != NULL && (!json_is_string(ck) ||
+                     (strcmp(json_string_value(ck), "source") != 0 &&
+                      strcmp(json_string_value(ck), "estimated") != 0)))
+    tw__cdiag(c, false, "value", ck, NULL,
+              "source '%s': clock must be source or estimated", s->name);
+  else if (ck != NULL)
+    s->pub.clock = json_string_value(ck);
   json_t *t = json_object_get(v, "time");
   if (t == NULL)
     return;

@@ -132,13 +132,13 @@ def test_rig_runs_its_recording_to_the_end(tmp_path):
     assert "/outputs/plant.x" in topics
 
 
-def test_rig_live_profile_needs_ingest():
+def test_rig_live_profile_compiles():
+    # Running it needs a broker: tests/ingest runs live twins end to end.
     r = twin("compose", "validate", "oscillator_rig.yaml", "--profile", "live")
     assert r.returncode == 0, r.stderr
-    r = twin("compose", "up", "oscillator_rig.yaml", "--profile", "live",
-             "--ticks", "10")
-    assert r.returncode == 1 and r.stdout == b""
-    assert b"ENOTSUP: source 'rig' (kafka)" in r.stderr
+    r = twin("compose", "graph", "oscillator_rig.yaml", "--profile", "live")
+    assert r.returncode == 0, r.stderr
+    assert b"input rig.outputs.force size 1" in r.stdout
 
 
 def test_spring_damper_driven_by_the_recording():

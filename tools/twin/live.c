@@ -305,22 +305,26 @@ static void on_output(void *ud, int64_t tick, int64_t time_ns,
 int live_sources_of(const tw_compose *c, tw_compose_source *out, size_t cap,
                     tw_err *err) {
   size_t n = 0;
+  const tw_compose_source *rec = NULL;
   for (size_t i = 0; i < tw_compose_nsources(c); i++) {
     const tw_compose_source *s = tw_compose_source_at(c, i);
     if (s->kind == TW_COMPOSE_MCAP) {
-      if (s->nmap == 0)
-        continue;
-      (void)tw_err_set(err, TW_ENOTSUP,
-                       "source '%s' is a recording (mcap): a run reads "
-                       "either a recording or live sources",
-                       s->name);
-      return -1;
+      if (s->nmap > 0)
+        rec = s;
+      continue;
     }
     if (n == cap) {
       (void)tw_err_set(err, TW_ELIMIT, "more than %zu live sources", cap);
       return -1;
     }
     out[n++] = *s;
+  }
+  if (n > 0 && rec != NULL) {
+    (void)tw_err_set(err, TW_ENOTSUP,
+                     "source '%s' is a recording (mcap) and '%s' is live: a "
+                     "run reads either recordings or live sources",
+                     rec->name, out[0].name);
+    return -1;
   }
   return (int)n;
 }
@@ -501,6 +505,7 @@ static int build(live *l, const tw_compose_source *srcs, size_t n, bool replay,
     so.schema = s->schema;
     so.field_input = s->field_input;
     so.max_out_of_orderness_ns = o->out_of_order_ns;
+    so.clock_map = s->cs.clock != NULL && strcmp(s->cs.clock, "estimated") == 0;
     so.resolve = resolve;
     so.resolve_ud = s;
     if (rc == TW_OK)

@@ -92,6 +92,8 @@ static int resolve(void *ud, uint32_t id, tw_stream_schema_kind *kind,
   return *text != NULL ? TW_OK : TW_ENOMEM;
 }
 
+static bool clock_map; /* sources of rig_open map their clocks */
+
 static void rig_open(rig *x, const char *record, uint64_t seg, uint64_t max) {
   memset(x, 0, sizeof *x);
   x->g = graph();
@@ -122,6 +124,7 @@ static void rig_open(rig *x, const char *record, uint64_t seg, uint64_t max) {
   s.field_input = field_input;
   s.max_out_of_orderness_ns = 20000000;
   s.resolve = resolve;
+  s.clock_map = clock_map;
   uint32_t idx = 9;
   assert_int_equal(tw_ingest_source_add(x->in, &s, &idx, &err), TW_OK);
   assert_int_equal(idx, 0);
@@ -363,11 +366,53 @@ static void bad_recordings(void **state) {
   free(dir);
 }
 
+/* A device clock 3 s behind the host that steps back 10 s in the middle:
+ * mapped through the estimated clock the records stay in order (the fit
+ * restarts at the jump, counted); taken as they are, those after the
+ * step are late. */
+static void clock_jump(void **state) {
+  (void)state;
+  for (int map = 0; map < 2; map++) {
+    clock_map = map;
+    rig x;
+    rig_open(&x, NULL, 0, 0);
+    const int64_t host0 = 1700000000000000000LL;
+    char buf[128];
+    tw_err err;
+    for (int i = 0; i < 600; i++) {
+      int64_t host = host0 + (int64_t)i * 5000000 + (i % 7) * 100000;
+      int64_t dev_ms =
+          (host0 - 3000000000LL) / 1000000 + 5 * i - (i >= 300 ? 10000 : 0);
+      int n = snprintf(buf, sizeof buf,
+                       "{\"t\":%lld,\"force\":1,\"pos\":{\"xy\":[0,0]}}",
+                       (long long)dev_ms);
+      assert_int_equal(push(&x, 0, i, buf, (size_t)n, host), TW_OK);
+      tw_err_init(&err);
+      assert_int_equal(tw_ingest_advance(x.in, host, &err), TW_OK);
+    }
+    tw_ingest_stats st;
+    tw_ingest_stats_get(x.in, &st);
+    tw_align_clock_fit fit;
+    assert_int_equal(tw_ingest_clock_get(x.in, 0, &fit, &err), TW_OK);
+    assert_true(fit.jumps >= 1);
+    if (map) {
+      assert_int_equal(st.late, 0);
+      assert_true(fit.valid && llabs(fit.offset_ns - 10000000000LL -
+                                     3000000000LL) < 2000000);
+    } else {
+      assert_int_equal(st.late, 300);
+    }
+    rig_close(&x);
+  }
+  clock_map = false;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TW_TEST(live_and_replay),
       TW_TEST(bounded_rotation),
       TW_TEST(bad_recordings),
+      TW_TEST(clock_jump),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
