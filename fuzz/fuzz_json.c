@@ -205,6 +205,55 @@ static void compare_with_jansson(const uint8_t *data, size_t size, int rc,
   json_decref(theirs);
 }
 
+/* The flat fast path accepts only what the parser accepts, with the same
+ * values. */
+static void check_flat_value(const tw_json_flat_value *f, const json_t *v,
+                             const tw_json_flat_value *items) {
+  switch (f->type) {
+  case TW_JSON_FLAT_NULL:
+    CHECK(json_is_null(v));
+    break;
+  case TW_JSON_FLAT_TRUE:
+    CHECK(json_is_true(v));
+    break;
+  case TW_JSON_FLAT_FALSE:
+    CHECK(json_is_false(v));
+    break;
+  case TW_JSON_FLAT_INT:
+    CHECK(json_is_integer(v) && json_integer_value(v) == f->i &&
+          f->d == (double)f->i);
+    break;
+  case TW_JSON_FLAT_REAL:
+    CHECK(json_is_real(v) &&
+          memcmp(&f->d, &(double){json_real_value(v)}, sizeof f->d) == 0);
+    break;
+  case TW_JSON_FLAT_STRING:
+    CHECK(json_is_string(v));
+    break;
+  case TW_JSON_FLAT_ARRAY:
+    CHECK(json_is_array(v) && json_array_size(v) == f->n);
+    for (size_t k = 0; k < f->n; k++)
+      check_flat_value(&items[f->first + k], json_array_get(v, k), items);
+    break;
+  }
+}
+
+static void check_flat(const uint8_t *data, size_t size, int rc,
+                       const json_t *v) {
+  tw_json_flat_member m[16];
+  tw_json_flat_value items[64];
+  size_t nm = 0;
+  if (tw_json_scan_flat((const char *)data, size, m, 16, &nm, items, 64) !=
+      TW_OK)
+    return;
+  CHECK(rc == TW_OK && json_is_object(v) && json_object_size(v) == nm);
+  for (size_t i = 0; i < nm; i++) {
+    const json_t *mv = json_object_getn(v, m[i].key, m[i].key_len);
+    CHECK(mv != NULL);
+    check_flat_value(&m[i].v, mv, items);
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   long live = tw_alloc_live();
   json_t *v = NULL;
@@ -213,6 +262,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   tw_buf b1 = TW_BUF_INIT;
   int rc = tw_json_parse((const char *)data, size, "fuzz", &v, &err);
   compare_with_jansson(data, size, rc, v, &err);
+  check_flat(data, size, rc, v);
   if (rc != TW_OK) {
     CHECK(rc == TW_EPARSE && v == NULL);
     check_err(rc, &err);

@@ -116,7 +116,7 @@ typedef struct tw_ingest_source_opts {
   int64_t max_out_of_orderness_ns; /* lateness bound [50 ms when 0] */
   int64_t tolerance_ns;            /* NEAREST / LINEAR */
   int64_t max_age_ns;              /* HOLD_LAST; 0 = unlimited */
-  size_t capacity;                 /* aligner buffer [4096 when 0] */
+  size_t capacity;                 /* aligner buffer [65536 when 0] */
   /* Resolves the schema id of a record in the Confluent wire format to the
    * writer's schema: its kind and text (tw_alloc'd, the pipeline frees
    * it). NULL: such records are refused. The text (or the error) is

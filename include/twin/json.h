@@ -38,6 +38,42 @@ TW_EXTERN_C_BEGIN
 TW_API int tw_json_parse(const char *data, size_t len, const char *source,
                          json_t **out, tw_err *err);
 
+/* A fast path for small flat records (live telemetry): scans data as an
+ * object whose member values are scalars or arrays of scalars, without
+ * allocating. Strings are accepted only when plain (printable ASCII, no
+ * escapes). Returns TW_OK with the members, or TW_ENOTSUP for anything
+ * else - nested objects, escapes, non-ASCII, duplicate keys, more members
+ * or items than given room, and every malformed input - in which case the
+ * caller parses with tw_json_parse, which accepts exactly the same
+ * successful inputs with the same values and words the errors. */
+typedef enum tw_json_flat_type {
+  TW_JSON_FLAT_NULL,
+  TW_JSON_FLAT_TRUE,
+  TW_JSON_FLAT_FALSE,
+  TW_JSON_FLAT_INT,
+  TW_JSON_FLAT_REAL,
+  TW_JSON_FLAT_STRING,
+  TW_JSON_FLAT_ARRAY
+} tw_json_flat_type;
+
+typedef struct tw_json_flat_value {
+  tw_json_flat_type type;
+  int64_t i;       /* INT */
+  double d;        /* REAL; INT as a double */
+  size_t first, n; /* ARRAY: items[first .. first + n) */
+} tw_json_flat_value;
+
+typedef struct tw_json_flat_member {
+  const char *key; /* into data, not terminated */
+  size_t key_len;
+  tw_json_flat_value v;
+} tw_json_flat_member;
+
+TW_API int tw_json_scan_flat(const char *data, size_t len,
+                             tw_json_flat_member *members, size_t mcap,
+                             size_t *nmembers, tw_json_flat_value *items,
+                             size_t icap);
+
 /* Largest file tw_json_load_file reads (TW_ELIMIT beyond). */
 #define TW_JSON_MAX_FILE ((size_t)256 << 20)
 

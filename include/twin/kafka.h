@@ -155,6 +155,14 @@ TW_API int tw_kafka_consumer_mark(tw_kafka_consumer *c, const char *topic,
  * and the next commit tries again. */
 TW_API int tw_kafka_consumer_commit(tw_kafka_consumer *c, tw_err *err);
 
+/* The same without waiting for the broker's answer (Kafka Connect's
+ * habit on its commit interval): the request is sent and the answer,
+ * served by a later poll, moves the committed positions or counts a
+ * commit error (the marks stay, and the next commit sends them again).
+ * What was marked is recorded already, so an unanswered commit only means
+ * re-delivery after a restart, which positions deduplicate. */
+TW_API int tw_kafka_consumer_commit_async(tw_kafka_consumer *c, tw_err *err);
+
 /* Commits the marked positions, leaves the group and frees c, also when
  * the commit fails (which is returned). c may be NULL. */
 TW_API int tw_kafka_consumer_close(tw_kafka_consumer *c, tw_err *err);

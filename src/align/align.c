@@ -514,7 +514,10 @@ static void prune(tw_align *a, tw__align_stream *s, int64_t next) {
   case TW_ALIGN_APPROXIMATE:
     return;
   }
-  if (keep == 0)
+  /* Compacting moves what stays: done once a batch has gathered (what
+   * is kept longer is never used by a later tick, which searches by
+   * time), so pruning costs O(1) per record, not O(buffer) per tick. */
+  if (keep == 0 || (keep < 64 && keep * 4 < s->n && s->n + 64 < s->o.capacity))
     return;
   for (size_t k = 0; k < keep; k++)
     tw__align_release(a, &s->buf[k], TW_ALIGN_RELEASE_DONE);

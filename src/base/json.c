@@ -611,6 +611,183 @@ static int parse_text(const char *data, size_t len, const char *source,
   return rc;
 }
 
+/* --- The flat fast path ------------------------------------------------ */
+
+typedef struct flat {
+  const unsigned char *d;
+  size_t len, pos;
+} flat;
+
+static void flat_ws(flat *f) {
+  while (f->pos < f->len && (f->d[f->pos] == ' ' || f->d[f->pos] == '\t' ||
+                             f->d[f->pos] == '\n' || f->d[f->pos] == '\r'))
+    f->pos++;
+}
+
+/* A plain string: printable ASCII without escapes, else false. */
+static bool flat_string(flat *f, const char **s, size_t *n) {
+  if (f->pos >= f->len || f->d[f->pos] != '"')
+    return false;
+  size_t start = ++f->pos;
+  while (f->pos < f->len) {
+    unsigned char c = f->d[f->pos];
+    if (c == '"') {
+      *s = (const char *)f->d + start;
+      *n = f->pos - start;
+      f->pos++;
+      return true;
+    }
+    if (c < 0x20 || c >= 0x80 || c == '\\')
+      return false;
+    f->pos++;
+  }
+  return false;
+}
+
+/* A scalar, converted as parse_number and parse_literal do. */
+static bool flat_scalar(flat *f, tw_json_flat_value *v) {
+  memset(v, 0, sizeof *v);
+  if (f->pos >= f->len)
+    return false;
+  unsigned char c = f->d[f->pos];
+  if (c == '"') {
+    const char *s;
+    size_t n;
+    v->type = TW_JSON_FLAT_STRING;
+    return flat_string(f, &s, &n);
+  }
+  size_t start = f->pos, end = start;
+  if (is_alpha(c)) {
+    while (end < f->len &&
+           (is_alpha(f->d[end]) || is_digit(f->d[end]) || f->d[end] == '_'))
+      end++;
+    const char *t = (const char *)f->d + start;
+    size_t n = end - start;
+    if (n == 4 && memcmp(t, "true", 4) == 0)
+      v->type = TW_JSON_FLAT_TRUE;
+    else if (n == 5 && memcmp(t, "false", 5) == 0)
+      v->type = TW_JSON_FLAT_FALSE;
+    else if (n == 4 && memcmp(t, "null", 4) == 0)
+      v->type = TW_JSON_FLAT_NULL;
+    else
+      return false;
+    f->pos = end;
+    return true;
+  }
+  while (end < f->len && is_number_char(f->d[end]))
+    end++;
+  const unsigned char *t = f->d + start;
+  size_t n = end - start;
+  bool is_int;
+  if (n == 0 || !number_syntax_ok(t, n, &is_int))
+    return false;
+  if (is_int) {
+    json_int_t i;
+    if (!to_int64(t, n, &i))
+      return false;
+    v->type = TW_JSON_FLAT_INT;
+    v->i = (int64_t)i;
+    v->d = (double)i;
+  } else {
+    char copy[64];
+    if (n >= sizeof copy)
+      return false;
+    memcpy(copy, t, n);
+    copy[n] = '\0';
+    double x = c_locale != (locale_t)0 ? strtod_l(copy, NULL, c_locale)
+                                       : strtod(copy, NULL);
+    if (!isfinite(x))
+      return false;
+    v->type = TW_JSON_FLAT_REAL;
+    v->d = x;
+  }
+  f->pos = end;
+  return true;
+}
+
+int tw_json_scan_flat(const char *data, size_t len,
+                      tw_json_flat_member *members, size_t mcap,
+                      size_t *nmembers, tw_json_flat_value *items,
+                      size_t icap) {
+  json_init();
+  flat f = {(const unsigned char *)data, data != NULL ? len : 0, 0};
+  size_t nm = 0, ni = 0;
+  flat_ws(&f);
+  if (f.pos >= f.len || f.d[f.pos] != '{')
+    return TW_ENOTSUP;
+  f.pos++;
+  flat_ws(&f);
+  if (f.pos < f.len && f.d[f.pos] == '}') {
+    f.pos++;
+  } else {
+    for (;;) {
+      if (nm == mcap)
+        return TW_ENOTSUP;
+      tw_json_flat_member *m = &members[nm];
+      if (!flat_string(&f, &m->key, &m->key_len))
+        return TW_ENOTSUP;
+      for (size_t k = 0; k < nm; k++)
+        if (members[k].key_len == m->key_len &&
+            memcmp(members[k].key, m->key, m->key_len) == 0)
+          return TW_ENOTSUP; /* duplicate: the parser words it */
+      flat_ws(&f);
+      if (f.pos >= f.len || f.d[f.pos] != ':')
+        return TW_ENOTSUP;
+      f.pos++;
+      flat_ws(&f);
+      if (f.pos < f.len && f.d[f.pos] == '[') {
+        f.pos++;
+        memset(&m->v, 0, sizeof m->v);
+        m->v.type = TW_JSON_FLAT_ARRAY;
+        m->v.first = ni;
+        flat_ws(&f);
+        if (f.pos < f.len && f.d[f.pos] == ']') {
+          f.pos++;
+        } else {
+          for (;;) {
+            if (ni == icap || f.pos >= f.len || f.d[f.pos] == '[' ||
+                f.d[f.pos] == '{' || !flat_scalar(&f, &items[ni]))
+              return TW_ENOTSUP;
+            ni++;
+            flat_ws(&f);
+            if (f.pos < f.len && f.d[f.pos] == ',') {
+              f.pos++;
+              flat_ws(&f);
+              continue;
+            }
+            if (f.pos < f.len && f.d[f.pos] == ']') {
+              f.pos++;
+              break;
+            }
+            return TW_ENOTSUP;
+          }
+        }
+        m->v.n = ni - m->v.first;
+      } else if (f.pos >= f.len || f.d[f.pos] == '{' ||
+                 !flat_scalar(&f, &m->v)) {
+        return TW_ENOTSUP;
+      }
+      nm++;
+      flat_ws(&f);
+      if (f.pos < f.len && f.d[f.pos] == ',') {
+        f.pos++;
+        flat_ws(&f);
+        continue;
+      }
+      if (f.pos < f.len && f.d[f.pos] == '}') {
+        f.pos++;
+        break;
+      }
+      return TW_ENOTSUP;
+    }
+  }
+  flat_ws(&f);
+  if (f.pos != f.len)
+    return TW_ENOTSUP;
+  *nmembers = nm;
+  return TW_OK;
+}
+
 int tw_json_parse(const char *data, size_t len, const char *source,
                   json_t **out, tw_err *err) {
   return parse_text(data, len, source, NULL, out, err);

@@ -333,7 +333,7 @@ static int start_aligner(tw_ingest *in, int64_t first_ns, tw_err *err) {
                                      : (int64_t)50 * 1000 * 1000;
     so.tolerance_ns = s->o.tolerance_ns;
     so.max_age_ns = s->o.max_age_ns;
-    so.capacity = s->o.capacity ? s->o.capacity : 4096;
+    so.capacity = s->o.capacity ? s->o.capacity : 65536;
     rc = tw_align_stream_add(in->al, &so, &s->stream, err);
   }
   if (rc == TW_OK && in->trace_path != NULL)

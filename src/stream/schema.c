@@ -41,6 +41,7 @@ struct tw_stream_schema {
   char *time_field; /* NULL: none */
   tw_stream_time_unit time_unit;
   bool time_required;
+  bool nested; /* a field is a JSON Pointer: no flat fast path */
 };
 
 /* How each field of a schema reads a writer's values: x * scale + shift. */
@@ -147,6 +148,8 @@ int tw_stream_schema_new(const tw_stream_field *fields, size_t n,
     tw_stream_schema_free(s);
     return rc;
   }
+  for (size_t i = 0; i < s->n; i++)
+    s->nested |= s->f[i].name[0] == '/';
   *out = s;
   return TW_OK;
 }
@@ -511,33 +514,138 @@ static int read_time(const tw_stream_schema *s, const json_t *obj,
   return TW_OK;
 }
 
+/* Where value k of field f is, for messages: "name" or "name[k]". */
+static const char *place_of(const field *f, size_t k, char *at, size_t cap) {
+  if (f->size > 1)
+    (void)snprintf(at, cap, "%s[%zu]", f->name, k);
+  else
+    (void)snprintf(at, cap, "%s", f->name);
+  return at;
+}
+
 /* One value of field f at index k: kind, dtype, range, after conversion. */
 static int read_value(const field *f, size_t k, const json_t *v, double scale,
                       double shift, double *out, tw_err *err) {
   char at[NAME_MAX_LEN + 32];
-  if (f->size > 1)
-    (void)snprintf(at, sizeof at, "%s[%zu]", f->name, k);
-  else
-    (void)snprintf(at, sizeof at, "%s", f->name);
   double x;
   if (f->dtype == TW_BOOL) {
     if (!json_is_boolean(v))
-      return tw_err_set(err, TW_EVALIDATE, "record: '%s' is not a boolean", at);
+      return tw_err_set(err, TW_EVALIDATE, "record: '%s' is not a boolean",
+                        place_of(f, k, at, sizeof at));
     *out = json_is_true(v) ? 1 : 0;
     return TW_OK;
   }
   if (!json_is_number(v))
-    return tw_err_set(err, TW_EVALIDATE, "record: '%s' is not a number", at);
+    return tw_err_set(err, TW_EVALIDATE, "record: '%s' is not a number",
+                      place_of(f, k, at, sizeof at));
   x = json_number_value(v) * scale + shift;
   if (!isfinite(x) || !tw_dtype_holds(f->dtype, x))
     return tw_err_set(err, TW_EVALIDATE, "record: '%s' = %.17g is not an %s",
-                      at, x, tw_dtype_name(f->dtype));
+                      place_of(f, k, at, sizeof at), x,
+                      tw_dtype_name(f->dtype));
   if ((!isnan(f->min) && x < f->min) || (!isnan(f->max) && x > f->max))
-    return tw_err_set(
-        err, TW_EVALIDATE, "record: '%s' = %.17g is outside [%g, %g]%s%s", at,
-        x, f->min, f->max, f->unit ? " " : "", f->unit ? f->unit : "");
+    return tw_err_set(err, TW_EVALIDATE,
+                      "record: '%s' = %.17g is outside [%g, %g]%s%s",
+                      place_of(f, k, at, sizeof at), x, f->min, f->max,
+                      f->unit ? " " : "", f->unit ? f->unit : "");
   *out = x;
   return TW_OK;
+}
+
+/* --- The flat fast path ----------------------------------------------------
+ *
+ * Most telemetry records are flat objects of numbers. tw_json_scan_flat
+ * reads those without allocating; this decodes them with the same rules
+ * as the full path below. Anything else - and every record the full path
+ * would refuse - goes to the full path, which words the errors: the fast
+ * path only ever succeeds where the full path succeeds, with the same
+ * values. */
+
+#define FLAT_MEMBERS 64
+#define FLAT_ITEMS 1024
+
+static const tw_json_flat_value *flat_get(const tw_json_flat_member *m,
+                                          size_t n, const char *key) {
+  size_t kl = strlen(key);
+  for (size_t i = 0; i < n; i++)
+    if (m[i].key_len == kl && memcmp(m[i].key, key, kl) == 0)
+      return &m[i].v;
+  return NULL;
+}
+
+static bool flat_value(const field *f, const tw_json_flat_value *v,
+                       double scale, double shift, double *out) {
+  if (f->dtype == TW_BOOL) {
+    if (v->type != TW_JSON_FLAT_TRUE && v->type != TW_JSON_FLAT_FALSE)
+      return false;
+    *out = v->type == TW_JSON_FLAT_TRUE ? 1 : 0;
+    return true;
+  }
+  if (v->type != TW_JSON_FLAT_INT && v->type != TW_JSON_FLAT_REAL)
+    return false;
+  double x = v->d * scale + shift;
+  if (!isfinite(x) || !tw_dtype_holds(f->dtype, x) ||
+      (!isnan(f->min) && x < f->min) || (!isnan(f->max) && x > f->max))
+    return false;
+  *out = x;
+  return true;
+}
+
+/* True when the record was decoded; false: use the full path. */
+static bool decode_flat(const tw_stream_schema *s, const tw_stream_binding *b,
+                        const void *payload, size_t len, double *values,
+                        tw_stream_meta *meta) {
+  tw_json_flat_member m[FLAT_MEMBERS];
+  tw_json_flat_value items[FLAT_ITEMS];
+  size_t nm = 0;
+  if (s->nested || tw_json_scan_flat(payload, len, m, FLAT_MEMBERS, &nm, items,
+                                     FLAT_ITEMS) != TW_OK)
+    return false;
+  tw_stream_meta tm = {false, 0};
+  if (s->time_field != NULL) {
+    const tw_json_flat_value *t = flat_get(m, nm, s->time_field);
+    static const double per_ns[] = {1, 1e3, 1e6, 1e9};
+    static const int64_t per_ns_int[] = {1, 1000, 1000000, 1000000000};
+    if (t == NULL) {
+      if (s->time_required)
+        return false;
+    } else if (t->type == TW_JSON_FLAT_INT) {
+      int64_t k = per_ns_int[s->time_unit];
+      if (t->i > INT64_MAX / k || t->i < INT64_MIN / k)
+        return false;
+      tm.time_ns = t->i * k;
+      tm.has_time = true;
+    } else if (t->type == TW_JSON_FLAT_REAL) {
+      double x = t->d * per_ns[s->time_unit];
+      if (!(x >= -9.2e18 && x <= 9.2e18))
+        return false;
+      tm.time_ns = (int64_t)llround(x);
+      tm.has_time = true;
+    } else {
+      return false;
+    }
+  }
+  for (size_t i = 0; i < s->n; i++) {
+    const field *f = &s->f[i];
+    double scale = b ? b->scale[i] : 1, shift = b ? b->shift[i] : 0;
+    const tw_json_flat_value *v = flat_get(m, nm, f->name);
+    if (v == NULL)
+      return false;
+    if (f->size == 1) {
+      if (!flat_value(f, v, scale, shift, &values[f->off]))
+        return false;
+      continue;
+    }
+    if (v->type != TW_JSON_FLAT_ARRAY || v->n != f->size)
+      return false;
+    for (size_t k = 0; k < f->size; k++)
+      if (!flat_value(f, &items[v->first + k], scale, shift,
+                      &values[f->off + k]))
+        return false;
+  }
+  if (meta != NULL)
+    *meta = tm;
+  return true;
 }
 
 static int read_fields(const tw_stream_schema *s, const tw_stream_binding *b,
@@ -572,6 +680,8 @@ int tw_stream_decode(const tw_stream_schema *s, const tw_stream_binding *b,
                      const void *payload, size_t len, double *values,
                      tw_stream_meta *meta, tw_err *err) {
   tw_stream_meta m;
+  if (decode_flat(s, b, payload, len, values, meta))
+    return TW_OK;
   json_t *root = NULL;
   int rc = tw_json_parse(payload, len, "record", &root, err);
   if (rc != TW_OK)

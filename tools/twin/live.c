@@ -533,7 +533,19 @@ static int teardown(live *l, tw_err *err) {
 /* --- The loop --------------------------------------------------------------
  */
 
+/* A Kafka position is kept per (topic, partition), the highest offset
+ * pushed (marking it covers the ones before); an MQTT message by its
+ * sequence number (each is acknowledged). */
 static int add_pending(lsrc *s, const char *topic, int32_t part, int64_t off) {
+  for (size_t i = s->npend; topic != NULL && i-- > 0;) {
+    pending *p = &s->pend[i];
+    if (p->partition == part && p->topic != NULL &&
+        strcmp(p->topic, topic) == 0) {
+      if (off > p->offset)
+        p->offset = off;
+      return TW_OK;
+    }
+  }
   if (s->npend == s->cappend) {
     size_t c = s->cappend ? 2 * s->cappend : 256;
     pending *p = tw_reallocarray(s->pend, c, sizeof *p);
@@ -690,7 +702,7 @@ static int checkpoint(live *l, tw_err *err) {
       tw_free(s->pend[k].topic);
     s->npend = 0;
     if (rc == TW_OK && s->kc != NULL)
-      rc = tw_kafka_consumer_commit(s->kc, err);
+      rc = tw_kafka_consumer_commit_async(s->kc, err);
   }
   if (rc == TW_OK && l->outp != NULL)
     rc = tw_kafka_producer_flush(l->outp, 30000, err);
@@ -795,8 +807,8 @@ int live_run(cli_ctx *cli, const live_opts *o, const tw_compose_source *srcs,
       int wait = got == 0 && i == 0 ? 5 : 0;
       l.now = now_ns();
       if (s->kc != NULL)
-        rc = tw_kafka_consumer_poll(s->kc, wait, 10000, on_kafka, &p, NULL,
-                                    &err);
+        rc =
+            tw_kafka_consumer_poll(s->kc, wait, 1000, on_kafka, &p, NULL, &err);
       else if (s->mq != NULL)
         rc = tw_mqtt_poll(s->mq, wait, on_mqtt, &p, NULL, &err);
       else if (s->rt != NULL)
@@ -809,6 +821,10 @@ int live_run(cli_ctx *cli, const live_opts *o, const tw_compose_source *srcs,
     l.now = now_ns();
     if (got > 0)
       last_record = l.now;
+    /* The watermark follows every batch (the aligner's buffers stay
+     * small); recording syncs and commits follow the period. */
+    if (rc == TW_OK && got > 0 && l.now - last < period)
+      rc = tw_ingest_advance(l.in, l.now, &err);
     if (rc == TW_OK && (l.now - last >= period || got == 0)) {
       rc = checkpoint(&l, &err);
       last = l.now;
