@@ -644,6 +644,57 @@ static bool flat_string(flat *f, const char **s, size_t *n) {
   return false;
 }
 
+/* Clinger's fast path: a valid real token whose digits form an integer m
+ * below 2^53 and whose decimal exponent q is within 22 of 0 is m * 10^q
+ * or m / 10^-q, both operands exact and one rounding - the correctly
+ * rounded value, which is what strtod gives. False: use strtod. */
+static bool fast_real(const unsigned char *t, size_t n, double *out) {
+  static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  size_t i = 0;
+  bool neg = t[0] == '-';
+  i += neg;
+  uint64_t m = 0;
+  int digits = 0, q = 0;
+  for (; i < n && is_digit(t[i]); i++) {
+    if (digits > 0 || t[i] != '0')
+      digits++;
+    m = m * 10 + (uint64_t)(t[i] - '0');
+    if (digits > 15)
+      return false;
+  }
+  if (i < n && t[i] == '.') {
+    for (i++; i < n && is_digit(t[i]); i++) {
+      if (digits > 0 || t[i] != '0')
+        digits++;
+      m = m * 10 + (uint64_t)(t[i] - '0');
+      q--;
+      if (digits > 15 || q < -22)
+        return false;
+    }
+  }
+  if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+    i++;
+    bool eneg = false;
+    if (i < n && (t[i] == '+' || t[i] == '-'))
+      eneg = t[i++] == '-';
+    int e = 0;
+    for (; i < n && is_digit(t[i]); i++) {
+      e = e * 10 + (t[i] - '0');
+      if (e > 400)
+        return false;
+    }
+    q += eneg ? -e : e;
+  }
+  if (i != n || q < -22 || q > 22)
+    return false;
+  double x = (double)m;
+  x = q < 0 ? x / p10[-q] : x * p10[q];
+  *out = neg ? -x : x;
+  return true;
+}
+
 /* A scalar, converted as parse_number and parse_literal do. */
 static bool flat_scalar(flat *f, tw_json_flat_value *v) {
   memset(v, 0, sizeof *v);
@@ -688,7 +739,7 @@ static bool flat_scalar(flat *f, tw_json_flat_value *v) {
     v->type = TW_JSON_FLAT_INT;
     v->i = (int64_t)i;
     v->d = (double)i;
-  } else {
+  } else if (!fast_real(t, n, &v->d)) {
     char copy[64];
     if (n >= sizeof copy)
       return false;
@@ -700,6 +751,8 @@ static bool flat_scalar(flat *f, tw_json_flat_value *v) {
       return false;
     v->type = TW_JSON_FLAT_REAL;
     v->d = x;
+  } else {
+    v->type = TW_JSON_FLAT_REAL;
   }
   f->pos = end;
   return true;
