@@ -241,6 +241,26 @@ static void parts_clear(tw_kafka_consumer *c) {
 
 static void brokers_up(tw_kafka_consumer *c) { c->down_since = 0; }
 
+/* The answer to an asynchronous commit (served by poll). */
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                      rd_kafka_topic_partition_list_t *l, void *opaque) {
+  (void)rk;
+  tw_kafka_consumer *c = opaque;
+  if (e == RD_KAFKA_RESP_ERR__NO_OFFSET)
+    return; /* nothing was to commit */
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    c->st.commit_errors++;
+    return; /* the marks stay: the next commit sends them again */
+  }
+  c->st.commits++;
+  for (int i = 0; l != NULL && i < l->cnt; i++) {
+    part *x = part_find(c, l->elems[i].topic, l->elems[i].partition);
+    if (x != NULL && l->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        l->elems[i].offset > x->committed)
+      x->committed = l->elems[i].offset;
+  }
+}
+
 /* Commits the marks not yet committed of the owned partitions, or only of
  * those in only (when not NULL). */
 static int commit_marks(tw_kafka_consumer *c,
@@ -264,7 +284,18 @@ static int commit_marks(tw_kafka_consumer *c,
     rd_kafka_topic_partition_list_destroy(l);
     return TW_OK;
   }
-  rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, l, async ? 1 : 0);
+  rd_kafka_resp_err_t e;
+  if (async) {
+    /* The answer comes to on_commit through the consumer's queue, served
+     * by poll (sync commits answer here and are counted below). */
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(c->rk);
+    e = q != NULL ? rd_kafka_commit_queue(c->rk, l, q, on_commit, c)
+                  : RD_KAFKA_RESP_ERR__STATE;
+    if (q != NULL)
+      rd_kafka_queue_destroy(q);
+  } else {
+    e = rd_kafka_commit(c->rk, l, 0);
+  }
   int rc = TW_OK;
   if (async && e == RD_KAFKA_RESP_ERR_NO_ERROR) {
     /* Sent: on_commit counts the answer and moves `committed`. */
@@ -287,26 +318,6 @@ static int commit_marks(tw_kafka_consumer *c,
   }
   rd_kafka_topic_partition_list_destroy(l);
   return rc;
-}
-
-/* The answer to an asynchronous commit (served by poll). */
-static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t e,
-                      rd_kafka_topic_partition_list_t *l, void *opaque) {
-  (void)rk;
-  tw_kafka_consumer *c = opaque;
-  if (e == RD_KAFKA_RESP_ERR__NO_OFFSET)
-    return; /* nothing was to commit */
-  if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    c->st.commit_errors++;
-    return; /* the marks stay: the next commit sends them again */
-  }
-  c->st.commits++;
-  for (int i = 0; l != NULL && i < l->cnt; i++) {
-    part *x = part_find(c, l->elems[i].topic, l->elems[i].partition);
-    if (x != NULL && l->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        l->elems[i].offset > x->committed)
-      x->committed = l->elems[i].offset;
-  }
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
@@ -417,7 +428,6 @@ static int consumer_conf(tw_kafka_consumer *c, const tw_kafka_consumer_opts *o,
       (rc = conf_extra(conf, o->config, o->nconfig, consumer_owned, err)))
     return rc;
   rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-  rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
   rd_kafka_conf_set_error_cb(conf, on_consumer_error);
   rd_kafka_conf_set_opaque(conf, c);
   return TW_OK;
