@@ -421,8 +421,10 @@ static int consumer_conf(tw_kafka_consumer *c, const tw_kafka_consumer_opts *o,
       (rc = conf_set(conf, "log.connection.close", "false", err)) ||
       /* With librdkafka 2.0's default (100000) a consumer that works on
        * every record starved in bursts reading a backlog: polls found the
-       * queue empty for milliseconds at a time (bench/ingest: 200000
-       * records in 1.0 s, 0.23 s with this). The queue stays bounded by
+       * queue empty for milliseconds at a time (bench/ingest: a consumer
+       * spending 0.5 us per record read 200000 records in 1.0 s, in
+       * 0.23 s with this; the ingest pipeline went from 171000 to 513000
+       * records/s). The queue stays bounded by
        * queued.max.messages.kbytes (64 MiB by default). */
       (rc = conf_set(conf, "queued.min.messages", "1000000", err)) ||
       (rc = conf_extra(conf, o->config, o->nconfig, consumer_owned, err)))
