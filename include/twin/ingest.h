@@ -70,6 +70,10 @@ typedef struct tw_ingest_header {
 /* Flags of a raw record. */
 #define TW_INGEST_OVERSIZE 0x1u /* the connector cut it: refused */
 #define TW_INGEST_FRAME 0x2u    /* a video frame (no schema; reindexed) */
+/* Set by the pipeline: the record had more headers than a recording keeps
+ * (TW_INGEST_HEADERS_MAX); the first ones are recorded, it is refused. */
+#define TW_INGEST_HEADERS_CUT 0x4u
+#define TW_INGEST_HEADERS_MAX 1024
 
 /* A record as a connector delivers it. Borrowed by tw_ingest_push. */
 typedef struct tw_ingest_msg {

@@ -474,6 +474,14 @@ static int handle(tw_ingest *in, const tw_ingest_msg *m, int64_t now,
            msg);
     return TW_OK;
   }
+  if (m->flags & TW_INGEST_HEADERS_CUT) {
+    (void)snprintf(msg, sizeof msg,
+                   "record with more than %d headers (the first %d are "
+                   "recorded)",
+                   TW_INGEST_HEADERS_MAX, TW_INGEST_HEADERS_MAX);
+    refuse(in, m, "HEADER_CONVERTER", data_exception, TW_ELIMIT, msg);
+    return TW_OK;
+  }
   if (s->o.schema == NULL) {
     in->st.raw++; /* recorded only: nothing of the twin reads it */
     return TW_OK;
@@ -592,8 +600,18 @@ static pos *position(tw_ingest *in, const tw_ingest_msg *m, bool add) {
 
 static int open_recording(tw_ingest *in, tw_err *err);
 
-static int push(tw_ingest *in, const tw_ingest_msg *m, int64_t now,
+static int push(tw_ingest *in, const tw_ingest_msg *msg, int64_t now,
                 uint64_t event, tw_err *err) {
+  /* A record with more headers than a recording keeps: its first ones
+   * are recorded and it is refused (handle), never the run failed. */
+  tw_ingest_msg cut;
+  const tw_ingest_msg *m = msg;
+  if (msg->nheaders > TW_INGEST_HEADERS_MAX) {
+    cut = *msg;
+    cut.nheaders = TW_INGEST_HEADERS_MAX;
+    cut.flags |= TW_INGEST_HEADERS_CUT;
+    m = &cut;
+  }
   if (!in->started) {
     in->started = true;
     tw_err oe;

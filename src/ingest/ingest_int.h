@@ -15,7 +15,7 @@ extern const char tw__ingest_clock_msgdef[];
 #define TW__INGEST_RECORD_SCHEMA "twin_msgs/msg/IngestRecord"
 #define TW__INGEST_CLOCK_SCHEMA "twin_msgs/msg/IngestClock"
 #define TW__INGEST_CLOCK_TOPIC "/ingest/clock"
-#define TW__INGEST_HEADERS_MAX 1024
+#define TW__INGEST_HEADERS_MAX TW_INGEST_HEADERS_MAX
 
 /* A record body: the message plus its event number and ingest time. */
 typedef struct tw__ingest_body {

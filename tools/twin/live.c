@@ -97,7 +97,25 @@ typedef struct live {
   int cb_rc;
   tw_err cb_err;
   bool replay;
+  /* Headers converted between the connectors' types and the pipeline's,
+   * grown to the largest record seen (never cut). */
+  tw_ingest_header *ih;
+  tw_kafka_header *kh;
+  size_t ihcap, khcap;
 } live;
+
+/* Room for n headers of size each in *arr (capacity *cap). */
+static bool header_room(void *arr, size_t *cap, size_t n, size_t size) {
+  void **a = arr;
+  if (n <= *cap)
+    return true;
+  void *p = tw_reallocarray(*a, n, size);
+  if (p == NULL)
+    return false;
+  *a = p;
+  *cap = n;
+  return true;
+}
 
 /* --- Schemas of the sources --------------------------------------------- */
 
@@ -191,8 +209,10 @@ static void on_refused(void *ud, const tw_ingest_msg *m,
   tw_err_init(&e);
   int rc = TW_OK;
   if (s->kp != NULL && s->cs.dead_letter != NULL) {
-    tw_kafka_header h[64];
-    size_t nh = m->nheaders < 64 ? m->nheaders : 64;
+    size_t nh = m->nheaders;
+    if (!header_room(&l->kh, &l->khcap, nh, sizeof *l->kh))
+      nh = 0; /* the dead letter goes without them; counted below */
+    tw_kafka_header *h = l->kh;
     for (size_t i = 0; i < nh; i++) {
       h[i].name = m->headers[i].name;
       h[i].value = m->headers[i].value;
@@ -223,7 +243,9 @@ static void on_refused(void *ud, const tw_ingest_msg *m,
     wi.code = why->code;
     wi.exception_class = why->exception;
     wi.message = why->message;
-    rc = tw_kafka_dead_letter(s->kp, s->cs.dead_letter, &r, &wi, &e);
+    rc = nh < m->nheaders
+             ? tw_err_set(&e, TW_ENOMEM, "dead letter: out of memory")
+             : tw_kafka_dead_letter(s->kp, s->cs.dead_letter, &r, &wi, &e);
   } else if (s->mq_out != NULL) {
     char part[24];
     (void)snprintf(part, sizeof part, "%" PRId64, m->offset);
@@ -526,6 +548,8 @@ static int teardown(live *l, tw_err *err) {
   if (rc == TW_OK)
     rc = rc2;
   tw_free(l->src);
+  tw_free(l->ih);
+  tw_free(l->kh);
   tw_buf_fini(&l->line);
   return rc;
 }
@@ -573,8 +597,10 @@ typedef struct poll_ctx {
 static int on_kafka(void *ud, const tw_kafka_record *r) {
   poll_ctx *p = ud;
   live *l = p->l;
-  tw_ingest_header h[64];
-  size_t nh = r->nheaders < 64 ? r->nheaders : 64;
+  size_t nh = r->nheaders;
+  if (!header_room(&l->ih, &l->ihcap, nh, sizeof *l->ih))
+    return tw_err_set(&l->cb_err, TW_ENOMEM, "out of memory");
+  tw_ingest_header *h = l->ih;
   for (size_t i = 0; i < nh; i++) {
     h[i].name = r->headers[i].name;
     h[i].value = r->headers[i].value;
@@ -605,8 +631,10 @@ static int on_kafka(void *ud, const tw_kafka_record *r) {
 static int on_mqtt(void *ud, const tw_mqtt_message *msg) {
   poll_ctx *p = ud;
   live *l = p->l;
-  tw_ingest_header h[64];
-  size_t nh = msg->nprops < 64 ? msg->nprops : 64;
+  size_t nh = msg->nprops;
+  if (!header_room(&l->ih, &l->ihcap, nh, sizeof *l->ih))
+    return tw_err_set(&l->cb_err, TW_ENOMEM, "out of memory");
+  tw_ingest_header *h = l->ih;
   for (size_t i = 0; i < nh; i++) {
     h[i].name = msg->props[i].key;
     h[i].value = msg->props[i].value;

@@ -409,12 +409,58 @@ static void clock_jump(void **state) {
   clock_map = false;
 }
 
+/* A record with more headers than a recording keeps is recorded with the
+ * first ones and refused; the run goes on, and a replay refuses it too. */
+static void too_many_headers(void **state) {
+  (void)state;
+  char *dir = tmpdir();
+  char path[600];
+  (void)snprintf(path, sizeof path, "%s/h.mcap", dir);
+  rig x;
+  rig_open(&x, path, 0, 0);
+  enum { N = TW_INGEST_HEADERS_MAX + 500 };
+  tw_ingest_header *h = calloc(N, sizeof *h);
+  assert_non_null(h);
+  for (size_t i = 0; i < N; i++)
+    h[i] = (tw_ingest_header){"k", "v", 1};
+  static const char rec[] = "{\"t\":1,\"force\":1,\"pos\":{\"xy\":[1,2]}}";
+  tw_ingest_msg m = {0};
+  m.topic = "t";
+  m.partition = 0;
+  m.offset = 0;
+  m.source_ns = INT64_MIN;
+  m.headers = h;
+  m.nheaders = N;
+  m.data = rec;
+  m.len = sizeof rec - 1;
+  tw_err err;
+  tw_err_init(&err);
+  assert_int_equal(tw_ingest_push(x.in, &m, 5, &err), TW_OK);
+  m.offset = 1;
+  m.nheaders = 3;
+  assert_int_equal(tw_ingest_push(x.in, &m, 6, &err), TW_OK);
+  tw_ingest_stats st;
+  tw_ingest_stats_get(x.in, &st);
+  assert_int_equal(st.records, 2);
+  assert_int_equal(st.refused, 1);
+  assert_non_null(strstr(x.r->last_refusal, "HEADER_CONVERTER: record with "
+                                            "more than 1024 headers"));
+  rig_close(&x);
+  free(h);
+  run *re = calloc(1, sizeof *re);
+  assert_non_null(re);
+  assert_int_equal(replay(re, path, false, &err), TW_OK);
+  assert_int_equal(re->refused, 1);
+  free(re);
+  rm_rf(dir);
+  free(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      TW_TEST(live_and_replay),
-      TW_TEST(bounded_rotation),
-      TW_TEST(bad_recordings),
-      TW_TEST(clock_jump),
+      TW_TEST(live_and_replay),  TW_TEST(bounded_rotation),
+      TW_TEST(bad_recordings),   TW_TEST(clock_jump),
+      TW_TEST(too_many_headers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
