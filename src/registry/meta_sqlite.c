@@ -168,6 +168,24 @@ static int sq_exec_plain(sq_conn *c, const char *sql, tw_err *err) {
   return TW_OK;
 }
 
+/* Runs a set-up statement, sleeping and trying again while the database
+ * is busy, up to BUSY_TIMEOUT_MS in all. */
+static int sq_exec_pragma_busy(sq_conn *c, const char *sql, tw_err *err) {
+  int waited_ms = 0;
+  for (;;) {
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+      return TW_OK;
+    int prim = sqlite3_extended_errcode(c->db) & 0xff;
+    if ((prim != SQLITE_BUSY && prim != SQLITE_LOCKED) ||
+        waited_ms >= BUSY_TIMEOUT_MS)
+      return map_error(c, sqlite3_extended_errcode(c->db), sql, err);
+    int step = waited_ms < 20 ? 1 : 10;
+    sqlite3_sleep(step);
+    waited_ms += step;
+  }
+}
+
 static void sq_disconnect(void *conn) {
   sq_conn *c = conn;
   if (c == NULL)
@@ -195,8 +213,12 @@ static int sq_connect(const char *path, const char *shown, void **conn,
   sqlite3_extended_result_codes(c->db, 1);
   sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
   /* WAL is a property of the file: the first connection sets it (an
-   * in-memory database stays in "memory" mode, which is fine). */
-  int trc = sq_exec_plain(c, "PRAGMA journal_mode=WAL", err);
+   * in-memory database stays in "memory" mode, which is fine). While
+   * another connection is converting a new file, SQLite answers
+   * SQLITE_BUSY at once, without calling the busy handler (it could
+   * deadlock), so the switch is tried again here for as long as the busy
+   * timeout. */
+  int trc = sq_exec_pragma_busy(c, "PRAGMA journal_mode=WAL", err);
   if (trc == TW_OK)
     trc = sq_exec_plain(c, "PRAGMA foreign_keys=ON", err);
   if (trc == TW_OK)
