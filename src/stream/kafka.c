@@ -640,8 +640,13 @@ int tw_kafka_consumer_poll(tw_kafka_consumer *c, int timeout_ms, size_t max,
   int64_t deadline = now_ms() + timeout_ms;
   int rc = TW_OK;
   while (got < max) {
-    int64_t left = deadline - now_ms();
-    int wait = got > 0 || left <= 0 ? 0 : (int)left;
+    /* Once a record came, the rest of the batch is only what is queued
+     * already: no clock read per record. */
+    int wait = 0;
+    if (got == 0) {
+      int64_t left = deadline - now_ms();
+      wait = left <= 0 ? 0 : (int)left;
+    }
     rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, wait);
     if (m != NULL) {
       if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
