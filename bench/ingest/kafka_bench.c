@@ -455,6 +455,33 @@ static int add_pending(twin *w, const char *topic, int32_t part, int64_t off) {
   return TW_OK;
 }
 
+/* live.c's on_assign: partitions assigned or revoked become split events
+ * of the pipeline (per-partition watermarks). */
+static void on_assign(void *ud, const char *topic, int32_t partition,
+                      bool assigned) {
+  twin *w = ud;
+  if (tw_ingest_split(w->in, w->index, topic, partition, assigned, w->now,
+                      &w->cb_err) != TW_OK)
+    die("twin split: %s", w->cb_err.msg);
+}
+
+/* live.c's on_rank: the partition furthest behind is read first. */
+static int64_t on_rank(void *ud, const char *topic, int32_t partition) {
+  twin *w = ud;
+  return tw_ingest_partition_time(w->in, w->index, topic, partition);
+}
+
+/* live.c's on_pause: backpressure on partitions running ahead. */
+static void on_pause(void *ud, uint32_t source, const char *topic,
+                     int32_t partition, bool pause) {
+  twin *w = ud;
+  (void)source;
+  tw_err err;
+  tw_err_init(&err);
+  if (tw_kafka_consumer_pause(w->kc, topic, partition, pause, &err) != TW_OK)
+    die("twin pause: %s", err.msg);
+}
+
 /* live.c's on_kafka, plus the latency probes. */
 static int on_kafka(void *ud, const tw_kafka_record *r) {
   twin *w = ud;
@@ -544,6 +571,7 @@ static void twin_open(twin *w, const char *group, const char *topic,
   io.twin = "rig";
   io.record_path = rec;
   io.refused = on_refused;
+  io.pause = on_pause;
   io.ud = w;
   if (tw_ingest_new(&io, &w->in, &err) != TW_OK)
     die("ingest: %s", err.msg);
@@ -562,6 +590,10 @@ static void twin_open(twin *w, const char *group, const char *topic,
   ko.client_id = group;
   ko.topics = topics;
   ko.ntopics = 1;
+  ko.on_assign = on_assign;
+  ko.assign_ud = w;
+  ko.rank = on_rank;
+  ko.rank_ud = w;
   if (tw_kafka_consumer_new(&ko, &w->kc, &err) != TW_OK)
     die("twin consumer: %s", err.msg);
 }
@@ -873,10 +905,11 @@ int main(int argc, char **argv) {
            "\"rounds\":[%s],\"ratio\":%.3f,\"target\":0.7,\"met\":%s,"
            "\"accepted\":%" PRIu64 ",\"late\":%" PRIu64 ",\"overflow\":%" PRIu64
            ",\"refused\":%" PRIu64 ",\"duplicates\":%" PRIu64
-           ",\"ticks\":%" PRId64 ",\"recording_bytes\":%" PRIu64 "}\n",
+           ",\"ticks\":%" PRId64 ",\"pauses\":%" PRIu64
+           ",\"recording_bytes\":%" PRIu64 "}\n",
            n, reps, mt, mt * ((double)bytes / (double)n) / 1e6, lt, mt / mr,
            mt / mr >= 0.7 ? "true" : "false", st.accepted, st.late, st.overflow,
-           st.refused, st.duplicates, st.ticks, file_bytes);
+           st.refused, st.duplicates, st.ticks, st.pauses, file_bytes);
     fflush(stdout);
   }
   if (do_lat) {

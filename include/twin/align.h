@@ -30,6 +30,15 @@
  *   - approximate-time sets: the streams of a group are matched with the
  *     ROS message_filters ApproximateTime algorithm, each set holding one
  *     record per stream, each record in at most one set.
+ * A stream may have splits (the partitions of a Kafka topic, read in
+ * batches one partition after another): then, as in Flink's per-partition
+ * watermarks, the stream's watermark is the minimum over its active splits
+ * that are not idle of (the split's largest event time - the bound - 1),
+ * so a backlog read partition by partition is aligned instead of late. A
+ * split declared active before its first record (an assignment) holds the
+ * watermark until it delivers or goes idle (split_idle_timeout_ns of
+ * processing time without records); when no split counts, the stream's
+ * watermark is its largest event time, as without splits.
  * Frames (opaque payloads) are reindexed, never interpolated: LINEAR is a
  * configuration error on them. Every accepted record is released exactly
  * once through the release callback; nothing is lost or duplicated.
@@ -147,6 +156,7 @@ typedef struct tw_align_record {
   const void *payload;  /* opaque, the caller's */
   size_t size;          /* payload size, informative */
   const double *values; /* numeric streams: dims values; else NULL */
+  uint32_t split;       /* the stream's split (a Kafka partition) [0] */
 } tw_align_record;
 
 typedef struct tw_align_stream_opts {
@@ -193,14 +203,15 @@ typedef enum tw_align_release_reason {
 } tw_align_release_reason;
 
 typedef struct tw_align_opts {
-  int64_t grid_start_ns;        /* first grid tick */
-  int64_t grid_dt_ns;           /* grid step; 0 = no grid (groups only) */
-  int64_t idle_timeout_ns;      /* processing time without records; 0 = never */
-  size_t max_ticks_per_advance; /* grid ticks one advance emits; 0 = all.
-                                   A bound keeps a watermark jump (a clock
-                                   stepping years ahead) from emitting
-                                   without end in one call; the next
-                                   advance goes on where it stopped. */
+  int64_t grid_start_ns;   /* first grid tick */
+  int64_t grid_dt_ns;      /* grid step; 0 = no grid (groups only) */
+  int64_t idle_timeout_ns; /* processing time without records; 0 = never */
+  int64_t split_idle_timeout_ns; /* the same for one split; 0 = never */
+  size_t max_ticks_per_advance;  /* grid ticks one advance emits; 0 = all.
+                                    A bound keeps a watermark jump (a clock
+                                    stepping years ahead) from emitting
+                                    without end in one call; the next
+                                    advance goes on where it stopped. */
   void (*emit)(void *ud, const tw_align_item *item);
   void (*late)(void *ud, const tw_align_record *rec); /* side output */
   void (*release)(void *ud, const tw_align_record *rec,
@@ -209,16 +220,18 @@ typedef struct tw_align_opts {
 } tw_align_opts;
 
 typedef struct tw_align_stream_stats {
-  uint64_t pushed;     /* push calls naming the stream */
-  uint64_t accepted;   /* buffered */
-  uint64_t late;       /* sent to the late callback */
-  uint64_t refused;    /* rejected: buffer full or out of memory */
-  uint64_t released;   /* accepted records released */
-  uint64_t unmatched;  /* of which released unmatched */
-  uint64_t emitted;    /* items with a record emitted for the stream */
-  size_t buffered;     /* accepted and not yet released */
-  int64_t max_time_ns; /* largest event time seen; INT64_MIN if none */
-  bool idle;           /* at the last push/advance */
+  uint64_t pushed;        /* push calls naming the stream */
+  uint64_t accepted;      /* buffered */
+  uint64_t late;          /* sent to the late callback */
+  uint64_t refused;       /* rejected: buffer full or out of memory */
+  uint64_t released;      /* accepted records released */
+  uint64_t unmatched;     /* of which released unmatched */
+  uint64_t emitted;       /* items with a record emitted for the stream */
+  size_t buffered;        /* accepted and not yet released */
+  int64_t max_time_ns;    /* largest event time seen; INT64_MIN if none */
+  bool idle;              /* at the last push/advance */
+  uint32_t splits;        /* splits known (declared or pushed to) */
+  uint32_t splits_active; /* of which active and not idle */
 } tw_align_stream_stats;
 
 /* Creates an aligner. opts is copied; emit is required. Returns TW_OK,
@@ -244,12 +257,32 @@ TW_API int tw_align_stream_add(tw_align *a, const tw_align_stream_opts *opts,
 /* Pushes a record at processing time now_ns. The record is accepted
  * (buffered: TW_OK), late (handed to the late callback: TW_OK, *late set
  * when late is not NULL) or refused with nothing kept: TW_ELIMIT when the
- * stream's buffer is full, TW_ENOMEM, TW_EINVAL for an unknown stream,
- * TW_ENUMERIC for a non-finite value, TW_EVALIDATE for a badly configured
- * group (fewer than two streams). The first push freezes the
- * configuration. Emits nothing: call tw_align_advance. */
+ * stream's buffer is full or the split is past TW_ALIGN_SPLITS_MAX, TW_ENOMEM,
+ * TW_EINVAL for an unknown stream, TW_ENUMERIC for a non-finite value,
+ * TW_EVALIDATE for a badly configured group (fewer than two streams). The first
+ * push freezes the configuration. Emits nothing: call tw_align_advance. */
 TW_API int tw_align_push(tw_align *a, const tw_align_record *rec,
                          int64_t now_ns, bool *late, tw_err *err);
+
+/* Splits of a stream (see the top): at most TW_ALIGN_SPLITS_MAX, indices
+ * 0, 1, ... chosen by the caller. tw_align_split_set declares split
+ * active (assigned: it holds the stream's watermark from now_ns until its
+ * first record or its idle timeout) or inactive (revoked: it no longer
+ * counts; a later record makes it active again). Pushing to a split
+ * declares it active. Allowed before and after the first push; emits
+ * nothing. TW_EINVAL for an unknown stream, TW_ELIMIT past the maximum,
+ * TW_ENOMEM. */
+#define TW_ALIGN_SPLITS_MAX 65536u
+TW_API int tw_align_split_set(tw_align *a, uint32_t stream, uint32_t split,
+                              bool active, int64_t now_ns, tw_err *err);
+
+/* How far split's own watermark (its largest event time - the bound - 1)
+ * is ahead of its stream's at the last push or advance: 0 when it is not
+ * ahead or unknown, INT64_MAX when the stream's is still INT64_MIN (a
+ * split that has not delivered holds it). For backpressure: a caller
+ * pauses the splits far ahead (Flink's watermark alignment). */
+TW_API int64_t tw_align_split_lead(const tw_align *a, uint32_t stream,
+                                   uint32_t split);
 
 /* Updates idleness and the watermark at processing time now_ns, and emits
  * every item that can no longer change, in order. Never allocates. */

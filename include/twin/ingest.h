@@ -73,6 +73,10 @@ typedef struct tw_ingest_header {
 /* Set by the pipeline: the record had more headers than a recording keeps
  * (TW_INGEST_HEADERS_MAX); the first ones are recorded, it is refused. */
 #define TW_INGEST_HEADERS_CUT 0x4u
+/* Split events in a recording (tw_ingest_split): a message on the
+ * source's channel with the topic and partition, no data, and one of: */
+#define TW_INGEST_ASSIGNED 0x8u /* the partition was assigned */
+#define TW_INGEST_REVOKED 0x10u /* the partition was revoked */
 #define TW_INGEST_HEADERS_MAX 1024
 
 /* A record as a connector delivers it. Borrowed by tw_ingest_push. */
@@ -149,6 +153,23 @@ typedef struct tw_ingest_opts {
   int64_t grid_start_ns;   /* 0: the first record's time, rounded up to dt */
   int64_t idle_timeout_ns; /* a source without records this long stops
                               holding the watermark [0: never] */
+  /* Watermarks are kept per partition (Flink's per-split watermarks): a
+   * source's watermark is the lowest of its assigned partitions', so a
+   * backlog read one partition after another is aligned, not late. A
+   * partition without records this long stops holding its source's
+   * watermark [TW_INGEST_PARTITION_IDLE_DEFAULT_NS when 0; < 0: never]. */
+  int64_t partition_idle_ns;
+  /* Backpressure (Flink's watermark alignment): a partition ahead of its
+   * source's watermark while the source's aligner buffer is more than
+   * half full, or more than max_partition_drift_ns ahead (when > 0), is
+   * paused through pause() until the buffer is below a quarter (or the
+   * partition holds the watermark) and it is back within half that
+   * drift; so a backlog read partition by partition never overflows the
+   * buffer. Checked at every advance; replays with the same options take
+   * the same decisions. [0: the buffer rule only; < 0: never pause] */
+  int64_t max_partition_drift_ns;
+  void (*pause)(void *ud, uint32_t source, const char *topic, int32_t partition,
+                bool pause);
   /* The recording: a file (record_path ends in ".mcap") or a directory of
    * segments "rec-NNNNNN.mcap" (rotated at segment_bytes, the oldest
    * deleted beyond max_bytes). NULL: no recording (replays use this). */
@@ -168,8 +189,10 @@ typedef struct tw_ingest_opts {
   int64_t max_ticks; /* stop stepping after this many ticks [0: none] */
 } tw_ingest_opts;
 
+#define TW_INGEST_PARTITION_IDLE_DEFAULT_NS ((int64_t)1000 * 1000 * 1000)
+
 typedef struct tw_ingest_stats {
-  uint64_t events;     /* records and advances */
+  uint64_t events;     /* records, advances and split events */
   uint64_t records;    /* records pushed */
   uint64_t bytes;      /* their payload bytes */
   uint64_t accepted;   /* decoded and aligned */
@@ -186,6 +209,8 @@ typedef struct tw_ingest_stats {
   uint64_t segments_deleted;
   uint64_t recorded_bytes; /* bytes of messages recorded */
   int64_t watermark_ns;
+  uint64_t splits; /* split events (partitions assigned or revoked) */
+  uint64_t pauses; /* partitions paused for running ahead */
 } tw_ingest_stats;
 
 /* Creates a pipeline over opts->graph (required). Add sources, then push.
@@ -203,6 +228,24 @@ TW_API int tw_ingest_source_add(tw_ingest *in, const tw_ingest_source_opts *o,
  * pipeline refuses everything. */
 TW_API int tw_ingest_push(tw_ingest *in, const tw_ingest_msg *msg,
                           int64_t now_ns, tw_err *err);
+
+/* A partition of a source's topic assigned to this consumer (assigned) or
+ * revoked from it, at processing time now_ns: recorded, then the
+ * partition's watermark holds its source's from now_ns until its first
+ * record or its idle timeout (assigned), or stops counting (revoked).
+ * Connectors call it before the first record of a partition they are
+ * given (twin/kafka.h's on_assign). A partition that delivers records
+ * without one counts from its first record. TW_EINVAL for an unknown
+ * source, a NULL topic or a negative partition. */
+TW_API int tw_ingest_split(tw_ingest *in, uint32_t source, const char *topic,
+                           int32_t partition, bool assigned, int64_t now_ns,
+                           tw_err *err);
+
+/* The largest event time of the records of source's topic/partition so
+ * far (INT64_MIN before the first): a connector reading partitions
+ * separately reads the one furthest behind first (twin/kafka.h's rank). */
+TW_API int64_t tw_ingest_partition_time(const tw_ingest *in, uint32_t source,
+                                        const char *topic, int32_t partition);
 
 /* Advances processing time: recorded, then the watermark moves and the
  * twin steps through every tick behind it. */

@@ -100,6 +100,22 @@ typedef struct tw_kafka_consumer_opts {
   /* Extra librdkafka properties as "key=value" strings, applied last. */
   const char *const *config;
   size_t nconfig;
+  /* Called inside tw_kafka_consumer_poll, on its thread, for every
+   * partition assigned to this consumer (assigned true, before any of its
+   * records) or revoked from it (false, after its last one); not while
+   * closing. NULL: not called. */
+  void (*on_assign)(void *ud, const char *topic, int32_t partition,
+                    bool assigned);
+  void *assign_ud;
+  /* With a rank, every assigned partition's records wait on a queue of
+   * its own and poll reads next the partition whose rank is lowest among
+   * those with records waiting (called once per batch of up to 256 from
+   * one partition): given each partition's latest event time, a backlog
+   * is read in event-time order across partitions, as Kafka Streams'
+   * timestamp synchronisation does, instead of one partition's prefetch
+   * after another's. NULL: librdkafka's order. */
+  int64_t (*rank)(void *ud, const char *topic, int32_t partition);
+  void *rank_ud;
 } tw_kafka_consumer_opts;
 
 /* Counters since the consumer was made. */
@@ -114,6 +130,7 @@ typedef struct tw_kafka_consumer_stats {
   uint64_t rebalances;       /* assignments and revocations */
   uint64_t partitions_lost;  /* partitions revoked as lost */
   uint64_t transport_errors; /* transient errors, retried by librdkafka */
+  uint64_t pauses;           /* partitions paused (tw_kafka_consumer_pause) */
 } tw_kafka_consumer_stats;
 
 typedef struct tw_kafka_consumer tw_kafka_consumer;
@@ -146,6 +163,15 @@ TW_API int tw_kafka_consumer_poll(tw_kafka_consumer *c, int timeout_ms,
  * marked already. A partition the consumer does not own (any more) is
  * ignored and counted in marks_dropped; TW_OK either way. TW_EINVAL for a
  * negative offset or partition. */
+/* Stops fetching topic/partition (pause) or starts again (resume), for
+ * backpressure (twin/ingest.h's pause callback). Records already fetched
+ * are dropped by librdkafka and fetched again from the position after the
+ * last one delivered. A partition this consumer does not own is ignored
+ * (a revocation may have come first). TW_EINVAL for a NULL topic or a
+ * negative partition. */
+TW_API int tw_kafka_consumer_pause(tw_kafka_consumer *c, const char *topic,
+                                   int32_t partition, bool pause, tw_err *err);
+
 TW_API int tw_kafka_consumer_mark(tw_kafka_consumer *c, const char *topic,
                                   int32_t partition, int64_t offset,
                                   tw_err *err);

@@ -26,6 +26,7 @@
 #include "twin/meta.h"
 #include "twin/metrics.h"
 #include "twin/mqtt.h"
+#include "twin/optim.h"
 #include "twin/pool.h"
 #include "twin/registry.h"
 #include "twin/rtsp.h"

@@ -4,7 +4,9 @@
  * emission that merges grid rows with approximate-time sets.
  *
  * Watermarks follow Flink: a stream's watermark is its largest event time
- * minus its out-of-orderness bound minus 1 ns; the global watermark W is
+ * minus its out-of-orderness bound minus 1 ns (with splits: the minimum
+ * of that over its active splits that are not idle, each split with its
+ * own largest time, late records included); the global watermark W is
  * the minimum over streams that are not idle, never moves back, and holds
  * while every stream is idle. A record with time <= W on arrival is late.
  * Because no record at or below W can be accepted any more, everything
@@ -36,9 +38,11 @@ static bool grid_policy(tw_align_policy p) { return p != TW_ALIGN_APPROXIMATE; }
 int tw_align_new(const tw_align_opts *opts, tw_align **out, tw_err *err) {
   if (opts == NULL || opts->emit == NULL)
     return tw_err_set(err, TW_EINVAL, "align: an emit callback is required");
-  if (opts->grid_dt_ns < 0 || opts->idle_timeout_ns < 0)
+  if (opts->grid_dt_ns < 0 || opts->idle_timeout_ns < 0 ||
+      opts->split_idle_timeout_ns < 0)
     return tw_err_set(err, TW_EINVAL,
-                      "align: grid_dt_ns and idle_timeout_ns must be >= 0");
+                      "align: grid_dt_ns, idle_timeout_ns and "
+                      "split_idle_timeout_ns must be >= 0");
   tw_align *a = tw_calloc(1, sizeof *a);
   if (a == NULL)
     return tw_err_set(err, TW_ENOMEM, "align: out of memory");
@@ -72,6 +76,8 @@ void tw_align_free(tw_align *a) {
       tw__align_release(a, &s->buf[k], TW_ALIGN_RELEASE_FREED);
     for (size_t k = 0; k < s->qn; k++)
       tw__align_release(a, &s->q[k], TW_ALIGN_RELEASE_FREED);
+    for (size_t k = 0; k < s->nheap; k++)
+      tw__align_release(a, &s->heap[k], TW_ALIGN_RELEASE_FREED);
   }
   for (uint32_t i = 0; i < a->ng; i++)
     tw__align_group_fini(a, &a->g[i]);
@@ -79,6 +85,8 @@ void tw_align_free(tw_align *a) {
     tw_free(a->s[i].name);
     tw_free(a->s[i].buf);
     tw_free(a->s[i].q);
+    tw_free(a->s[i].splits);
+    tw_free(a->s[i].heap);
   }
   tw_free(a->s);
   tw_free(a->g);
@@ -193,6 +201,7 @@ int tw_align_stream_add(tw_align *a, const tw_align_stream_opts *opts,
   o.name = s->name;
   s->o = o;
   s->max_time = INT64_MIN;
+  s->wm = INT64_MIN;
   s->st.max_time_ns = INT64_MIN;
   if (g != NULL) {
     s->member = g->nm;
@@ -260,6 +269,81 @@ static int64_t sat_sub(int64_t x, int64_t y) {
   return r;
 }
 
+/* A largest event time's watermark under stream s's bound. */
+static int64_t wm_of(const tw__align_stream *s, bool has_max, int64_t max) {
+  if (!has_max)
+    return INT64_MIN;
+  return sat_sub(sat_sub(max, s->o.max_out_of_orderness_ns), 1);
+}
+
+/* Stream s's watermark at processing time now: the minimum over its
+ * active splits that are not idle, else its own largest time. */
+static int64_t stream_wm(const tw_align *a, tw__align_stream *s, int64_t now) {
+  int64_t m = INT64_MAX;
+  uint32_t counted = 0;
+  for (uint32_t k = 0; k < s->nsplits; k++) {
+    const tw__align_split *p = &s->splits[k];
+    if (!p->active)
+      continue;
+    if (a->o.split_idle_timeout_ns > 0 &&
+        sat_sub(now, p->last_active) >= a->o.split_idle_timeout_ns)
+      continue;
+    counted++;
+    int64_t w = wm_of(s, p->has_max, p->max_time);
+    if (w < m)
+      m = w;
+  }
+  s->st.splits_active = counted;
+  return counted > 0 ? m : wm_of(s, s->has_max, s->max_time);
+}
+
+static int key_cmp(const tw_align_record *x, const tw_align_record *y);
+
+static void heap_push(tw__align_stream *s, const tw__align_rec *r) {
+  size_t i = s->nheap++;
+  while (i > 0) {
+    size_t up = (i - 1) / 2;
+    if (key_cmp(&s->heap[up].r, &r->r) <= 0)
+      break;
+    s->heap[i] = s->heap[up];
+    i = up;
+  }
+  s->heap[i] = *r;
+}
+
+static tw__align_rec heap_pop(tw__align_stream *s) {
+  tw__align_rec top = s->heap[0];
+  tw__align_rec last = s->heap[--s->nheap];
+  size_t n = s->nheap, i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n)
+      break;
+    if (c + 1 < n && key_cmp(&s->heap[c + 1].r, &s->heap[c].r) < 0)
+      c++;
+    if (key_cmp(&last.r, &s->heap[c].r) <= 0)
+      break;
+    s->heap[i] = s->heap[c];
+    i = c;
+  }
+  if (n > 0)
+    s->heap[i] = last;
+  return top;
+}
+
+/* Moves the records the watermark passed from the heaps to the buffers,
+ * in order: everything above the old watermark is above what buf holds. */
+static void settle(tw_align *a) {
+  for (uint32_t i = 0; i < a->ns; i++) {
+    tw__align_stream *s = &a->s[i];
+    while (s->nheap > 0 && s->heap[0].r.time_ns <= a->wm) {
+      tw__align_rec r = heap_pop(s);
+      r.r.values = r.vals;
+      s->buf[s->n++] = r;
+    }
+  }
+}
+
 /* Idleness at processing time now, then the global watermark. */
 static void update(tw_align *a, int64_t now) {
   int64_t m = INT64_MAX;
@@ -276,14 +360,73 @@ static void update(tw_align *a, int64_t now) {
     if (s->idle)
       continue;
     any = true;
-    int64_t w = INT64_MIN;
-    if (s->has_max)
-      w = sat_sub(sat_sub(s->max_time, s->o.max_out_of_orderness_ns), 1);
+    int64_t w = stream_wm(a, s, now);
+    s->wm = w;
     if (w < m)
       m = w;
   }
-  if (any && m > a->wm)
+  if (any && m > a->wm) {
     a->wm = m;
+    settle(a);
+  }
+}
+
+/* Split k of stream s, declared (grown to hold it) when new. */
+static int split_get(tw__align_stream *s, uint32_t k, int64_t now,
+                     tw__align_split **out, tw_err *err) {
+  if (k >= TW_ALIGN_SPLITS_MAX)
+    return tw_err_set(err, TW_ELIMIT,
+                      "align: stream '%s': split %u is past the %u a stream "
+                      "may have",
+                      s->name, (unsigned)k, (unsigned)TW_ALIGN_SPLITS_MAX);
+  if (k >= s->nsplits) {
+    tw__align_split *ns = tw_reallocarray(s->splits, (size_t)k + 1, sizeof *ns);
+    if (ns == NULL)
+      return tw_err_set(err, TW_ENOMEM, "align: stream '%s': out of memory",
+                        s->name);
+    memset(&ns[s->nsplits], 0, ((size_t)k + 1 - s->nsplits) * sizeof *ns);
+    s->splits = ns;
+    s->nsplits = k + 1;
+  }
+  tw__align_split *p = &s->splits[k];
+  if (!p->declared) {
+    p->declared = true;
+    p->active = true;
+    p->last_active = now;
+    s->st.splits++;
+  }
+  *out = p;
+  return TW_OK;
+}
+
+int64_t tw_align_split_lead(const tw_align *a, uint32_t stream,
+                            uint32_t split) {
+  if (stream >= a->ns)
+    return 0;
+  const tw__align_stream *s = &a->s[stream];
+  if (split >= s->nsplits || !s->splits[split].has_max)
+    return 0;
+  int64_t w = wm_of(s, true, s->splits[split].max_time);
+  if (s->wm == INT64_MIN)
+    return w == INT64_MIN ? 0 : INT64_MAX;
+  return w > s->wm ? sat_sub(w, s->wm) : 0;
+}
+
+int tw_align_split_set(tw_align *a, uint32_t stream, uint32_t split,
+                       bool active, int64_t now_ns, tw_err *err) {
+  if (stream >= a->ns)
+    return tw_err_set(err, TW_EINVAL, "align: split of unknown stream %u",
+                      (unsigned)stream);
+  tw__align_stream *s = &a->s[stream];
+  tw__align_split *p = NULL;
+  int rc = split_get(s, split, now_ns, &p, err);
+  if (rc != TW_OK)
+    return rc;
+  if (active)
+    p->last_active = now_ns; /* (re)assigned: it holds from now */
+  p->active = active;
+  update(a, now_ns);
+  return TW_OK;
 }
 
 static int key_cmp(const tw_align_record *x, const tw_align_record *y) {
@@ -294,6 +437,23 @@ static int key_cmp(const tw_align_record *x, const tw_align_record *y) {
   if (x->id != y->id)
     return x->id < y->id ? -1 : 1;
   return 0;
+}
+
+/* Grows *p to hold need records (doubling, at most max). */
+static bool grow_recs(tw__align_rec **p, size_t *cap, size_t need, size_t max) {
+  if (need <= *cap)
+    return true;
+  size_t ncap = *cap == 0 ? 16 : *cap * 2;
+  while (ncap < need)
+    ncap *= 2;
+  if (ncap > max)
+    ncap = max;
+  tw__align_rec *nb = tw_reallocarray(*p, ncap, sizeof *nb);
+  if (nb == NULL)
+    return false;
+  *p = nb;
+  *cap = ncap;
+  return true;
 }
 
 int tw_align_push(tw_align *a, const tw_align_record *rec, int64_t now_ns,
@@ -325,11 +485,28 @@ int tw_align_push(tw_align *a, const tw_align_record *rec, int64_t now_ns,
                           s->name, (unsigned long long)rec->seq, k);
       }
   }
-  /* Arrival makes the stream active, whatever the record's fate. */
+  /* Arrival makes the stream and its split active, whatever the record's
+   * fate. */
+  tw__align_split *sp = NULL;
+  int src = split_get(s, rec->split, now_ns, &sp, err);
+  if (src != TW_OK) {
+    s->st.refused++;
+    return src;
+  }
+  sp->active = true;
+  sp->last_active = now_ns;
   s->active_set = true;
   s->last_active = now_ns;
   update(a, now_ns);
+  /* A split's largest time counts late records too (Flink's per-split
+   * generators see every record): a split that only delivers late records
+   * would otherwise hold the watermark for ever. */
+  if (!sp->has_max || rec->time_ns > sp->max_time) {
+    sp->has_max = true;
+    sp->max_time = rec->time_ns;
+  }
   if (rec->time_ns <= a->wm) {
+    update(a, now_ns);
     s->st.late++;
     if (late != NULL)
       *late = true;
@@ -337,25 +514,18 @@ int tw_align_push(tw_align *a, const tw_align_record *rec, int64_t now_ns,
       a->o.late(a->o.ud, rec);
     return TW_OK;
   }
-  if (s->n == s->o.capacity) {
+  if (s->n + s->nheap == s->o.capacity) {
     s->st.refused++;
     return tw_err_set(err, TW_ELIMIT,
                       "align: stream '%s': buffer full (%zu records); "
                       "record seq %llu refused",
                       s->name, s->o.capacity, (unsigned long long)rec->seq);
   }
-  if (s->n == s->cap) {
-    size_t ncap = s->cap == 0 ? 16 : s->cap * 2;
-    if (ncap > s->o.capacity)
-      ncap = s->o.capacity;
-    tw__align_rec *nb = tw_reallocarray(s->buf, ncap, sizeof *nb);
-    if (nb == NULL) {
-      s->st.refused++;
-      return tw_err_set(err, TW_ENOMEM, "align: stream '%s': out of memory",
-                        s->name);
-    }
-    s->buf = nb;
-    s->cap = ncap;
+  if (!grow_recs(&s->buf, &s->cap, s->n + s->nheap + 1, s->o.capacity) ||
+      !grow_recs(&s->heap, &s->heapcap, s->nheap + 1, s->o.capacity)) {
+    s->st.refused++;
+    return tw_err_set(err, TW_ENOMEM, "align: stream '%s': out of memory",
+                      s->name);
   }
   tw__align_rec r = {*rec, NULL};
   if (dims > 0) {
@@ -367,13 +537,7 @@ int tw_align_push(tw_align *a, const tw_align_record *rec, int64_t now_ns,
     }
   }
   r.r.values = r.vals;
-  /* Sorted insert: usually at the end. */
-  size_t at = s->n;
-  while (at > 0 && key_cmp(&s->buf[at - 1].r, &r.r) > 0)
-    at--;
-  memmove(&s->buf[at + 1], &s->buf[at], (s->n - at) * sizeof *s->buf);
-  s->buf[at] = r;
-  s->n++;
+  heap_push(s, &r);
   s->st.accepted++;
   s->st.buffered++;
   if (!s->has_max || rec->time_ns > s->max_time) {
@@ -648,8 +812,10 @@ int tw_align_finish(tw_align *a, tw_err *err) {
   for (uint32_t i = 0; i < a->ns; i++)
     if (a->s[i].has_max && a->s[i].max_time > m)
       m = a->s[i].max_time;
-  if (m > a->wm)
+  if (m > a->wm) {
     a->wm = m;
+    settle(a);
+  }
   emit_ready(a);
   return TW_OK;
 }

@@ -4,7 +4,9 @@
  * matching).
  *
  * Invariants: a stream's buf is sorted by (time, seq, id) and holds the
- * records not yet handed to a matcher or pruned; a group member's queue
+ * accepted records at or below the watermark not yet handed to a matcher
+ * or pruned (those above wait in its heap, so records of partitions read
+ * one after another never move the buffer); a group member's queue
  * q[0..qn) holds matcher records in time order, the first qpast of them
  * being the matcher's "past" (ROS message_filters keeps a deque and a past
  * vector; here they are one array and a cursor); the group's ring holds
@@ -28,6 +30,12 @@ typedef struct tw__align_rec {
   double *vals;
 } tw__align_rec;
 
+/* One split of a stream: its own largest event time and activity. */
+typedef struct tw__align_split {
+  bool declared, active, has_max;
+  int64_t max_time, last_active;
+} tw__align_split;
+
 typedef struct tw__align_stream {
   char *name;
   tw_align_stream_opts o;
@@ -37,7 +45,16 @@ typedef struct tw__align_stream {
   size_t qn, qpast;
   bool has_max, active_set, idle;
   int64_t max_time, last_active;
-  uint32_t member; /* index within its group */
+  uint32_t member;         /* index within its group */
+  tw__align_split *splits; /* nsplits entries, indexed by split */
+  uint32_t nsplits;
+  /* Accepted records above the watermark: a binary min-heap by (time,
+   * seq, id). A record joins buf (in order, at its end) when the
+   * watermark passes it; buf's capacity always covers n + nheap, so
+   * settling never allocates. */
+  tw__align_rec *heap;
+  size_t nheap, heapcap;
+  int64_t wm; /* the stream's watermark at the last update */
   tw_align_stream_stats st;
 } tw__align_stream;
 

@@ -18,6 +18,11 @@ typedef struct pos {
   int32_t partition;
   int64_t offset;
   char *topic;
+  uint32_t split;      /* the aligner's split of this partition */
+  bool assigned;       /* by the last split event naming it */
+  bool paused;         /* told to pause for running ahead */
+  int64_t max_time;    /* largest event time of its records [INT64_MIN] */
+  int64_t assigned_at; /* that event's processing time */
 } pos;
 
 typedef struct bound {
@@ -42,6 +47,7 @@ typedef struct src {
   tw_align_clock *clock;
   uint32_t stream;
   double *vals;
+  uint32_t nsplits; /* positions (partitions) seen: splits 0 .. n-1 */
 } src;
 
 struct tw_ingest {
@@ -314,6 +320,10 @@ static int start_aligner(tw_ingest *in, int64_t first_ns, tw_err *err) {
   ao.grid_start_ns = in->o.grid_start_ns;
   ao.grid_dt_ns = in->dt_ns;
   ao.idle_timeout_ns = in->o.idle_timeout_ns;
+  ao.split_idle_timeout_ns =
+      in->o.partition_idle_ns == 0
+          ? TW_INGEST_PARTITION_IDLE_DEFAULT_NS
+          : (in->o.partition_idle_ns < 0 ? 0 : in->o.partition_idle_ns);
   ao.emit = on_emit;
   ao.ud = in;
   int rc = tw_align_new(&ao, &in->al, err);
@@ -335,6 +345,14 @@ static int start_aligner(tw_ingest *in, int64_t first_ns, tw_err *err) {
     so.max_age_ns = s->o.max_age_ns;
     so.capacity = s->o.capacity ? s->o.capacity : 65536;
     rc = tw_align_stream_add(in->al, &so, &s->stream, err);
+  }
+  /* Partitions assigned before the first value hold from their
+   * assignment. */
+  for (size_t i = 0; rc == TW_OK && i < in->npos; i++) {
+    const pos *p = &in->pos[i];
+    if (p->assigned && in->src[p->source].o.schema != NULL)
+      rc = tw_align_split_set(in->al, in->src[p->source].stream, p->split, true,
+                              p->assigned_at, err);
   }
   if (rc == TW_OK && in->trace_path != NULL)
     rc = tw_graph_trace_open(in->g, in->trace_path, NULL, &in->trace, err);
@@ -458,7 +476,8 @@ static int binding_for(tw_ingest *in, uint32_t si, uint32_t id,
 }
 
 static int handle(tw_ingest *in, const tw_ingest_msg *m, int64_t now,
-                  uint64_t event, tw_err *err) {
+                  uint64_t event, pos *p, tw_err *err) {
+  uint32_t split = p != NULL ? p->split : 0;
   src *s = &in->src[m->source];
   if (m->flags & TW_INGEST_FRAME) {
     in->st.frames++;
@@ -545,6 +564,8 @@ static int handle(tw_ingest *in, const tw_ingest_msg *m, int64_t now,
     rc = start_aligner(in, t, &e);
   if (rc != TW_OK)
     return fail(in, rc, &e, err);
+  if (p != NULL && t > p->max_time)
+    p->max_time = t;
   tw_align_record r = {0};
   r.stream = s->stream;
   r.time_ns = t;
@@ -552,6 +573,7 @@ static int handle(tw_ingest *in, const tw_ingest_msg *m, int64_t now,
   r.id = event;
   r.size = plen;
   r.values = s->vals;
+  r.split = split;
   bool late = false;
   rc = tw_align_push(in->al, &r, now, &late, &e);
   if (rc == TW_ELIMIT || rc == TW_ENUMERIC) {
@@ -594,6 +616,11 @@ static pos *position(tw_ingest *in, const tw_ingest_msg *m, bool add) {
   p->source = m->source;
   p->partition = m->partition;
   p->offset = INT64_MIN;
+  p->split = in->src[m->source].nsplits++;
+  p->max_time = INT64_MIN;
+  p->paused = false;
+  p->assigned = false;
+  p->assigned_at = 0;
   in->npos++;
   return p;
 }
@@ -662,7 +689,7 @@ static int push(tw_ingest *in, const tw_ingest_msg *msg, int64_t now,
   in->st.events++;
   in->st.records++;
   in->st.bytes += m->data != NULL ? m->len : 0;
-  return handle(in, m, now, event, err);
+  return handle(in, m, now, event, p, err);
 }
 
 int tw_ingest_push(tw_ingest *in, const tw_ingest_msg *msg, int64_t now_ns,
@@ -675,10 +702,151 @@ int tw_ingest_push(tw_ingest *in, const tw_ingest_msg *msg, int64_t now_ns,
                       msg != NULL ? msg->source : 0);
   if (in->replaying)
     return tw_err_set(err, TW_ESTATE, "ingest: replaying");
+  if (msg->flags & (TW_INGEST_ASSIGNED | TW_INGEST_REVOKED))
+    return tw_err_set(err, TW_EINVAL,
+                      "ingest: a record cannot carry the split event flags "
+                      "(tw_ingest_split records those)");
   if (now_ns < in->now)
     now_ns = in->now;
   in->now = now_ns;
   return push(in, msg, now_ns, in->event, err);
+}
+
+/* A partition assigned or revoked (m: source, topic, partition, and the
+ * flag), recorded first like every event. */
+static int split_event(tw_ingest *in, const tw_ingest_msg *m, int64_t now,
+                       uint64_t event, tw_err *err) {
+  if (!in->started) {
+    in->started = true;
+    tw_err oe;
+    tw_err_init(&oe);
+    int rc = open_recording(in, &oe);
+    if (rc != TW_OK)
+      return fail(in, rc, &oe, err);
+  }
+  if (in->rec != NULL) {
+    tw_buf_reset(&in->body);
+    tw_err e;
+    tw_err_init(&e);
+    int rc = tw__ingest_encode_record(&in->body, event, now, m);
+    if (rc != TW_OK)
+      return fail(in, rc, &e,
+                  (tw_err_set(&e, rc, "ingest: out of memory"), err));
+    uint64_t opened = tw__recorder_opened(in->rec);
+    rc = tw__recorder_write(in->rec, m->source, event, now, now, in->body.data,
+                            in->body.len, &e);
+    if (rc != TW_OK)
+      return fail(in, rc, &e, err);
+    for (size_t i = 0; opened != tw__recorder_opened(in->rec) && i < in->nbound;
+         i++) {
+      rc = record_schema(in, &in->bound[i], err);
+      if (rc != TW_OK)
+        return rc;
+    }
+  }
+  in->event = event + 1;
+  in->st.events++;
+  in->st.splits++;
+  pos *p = position(in, m, true);
+  if (p == NULL) {
+    tw_err e;
+    tw_err_init(&e);
+    return fail(in, oom(&e), &e, err);
+  }
+  p->assigned = (m->flags & TW_INGEST_ASSIGNED) != 0;
+  p->assigned_at = now;
+  p->paused = false; /* a consumer forgets pauses with the partition */
+  const src *s = &in->src[m->source];
+  if (in->al == NULL || s->o.schema == NULL)
+    return TW_OK; /* the aligner, when made, declares it */
+  tw_err e;
+  tw_err_init(&e);
+  int rc =
+      tw_align_split_set(in->al, s->stream, p->split, p->assigned, now, &e);
+  return rc == TW_OK ? TW_OK : fail(in, rc, &e, err);
+}
+
+int64_t tw_ingest_partition_time(const tw_ingest *in, uint32_t source,
+                                 const char *topic, int32_t partition) {
+  for (size_t i = in->npos; i-- > 0;) {
+    const pos *p = &in->pos[i];
+    if (p->source == source && p->partition == partition &&
+        strcmp(p->topic, topic != NULL ? topic : "") == 0)
+      return p->max_time;
+  }
+  return INT64_MIN;
+}
+
+int tw_ingest_split(tw_ingest *in, uint32_t source, const char *topic,
+                    int32_t partition, bool assigned, int64_t now_ns,
+                    tw_err *err) {
+  if (in->failed)
+    return tw_err_set(err, in->failed, "ingest failed before: %s",
+                      in->fail.msg);
+  if (source >= in->nsrc)
+    return tw_err_set(err, TW_EINVAL, "ingest: unknown source %" PRIu32,
+                      source);
+  if (topic == NULL || partition < 0)
+    return tw_err_set(err, TW_EINVAL,
+                      "ingest: a split event names a topic and a partition "
+                      ">= 0");
+  if (in->replaying)
+    return tw_err_set(err, TW_ESTATE, "ingest: replaying");
+  if (now_ns < in->now)
+    now_ns = in->now;
+  in->now = now_ns;
+  tw_ingest_msg m = {0};
+  m.source = source;
+  m.topic = topic;
+  m.partition = partition;
+  m.offset = -1;
+  m.source_ns = INT64_MIN;
+  m.flags = assigned ? TW_INGEST_ASSIGNED : TW_INGEST_REVOKED;
+  return split_event(in, &m, now_ns, in->event, err);
+}
+
+/* Pauses the partitions running ahead of their source and resumes those
+ * back in line (the options' max_partition_drift_ns). The decisions are a
+ * function of the recorded events, so a replay with the same options
+ * takes them again (without a callback): a paused partition is kept
+ * active (not idle) while paused, which the watermark depends on. */
+static int backpressure(tw_ingest *in, int64_t now, tw_err *err) {
+  if (in->o.max_partition_drift_ns < 0 || in->al == NULL)
+    return TW_OK;
+  /* 0: no bound on the drift, only on the buffer. */
+  int64_t drift = in->o.max_partition_drift_ns ? in->o.max_partition_drift_ns
+                                               : INT64_MAX - 1;
+  for (size_t i = 0; i < in->npos; i++) {
+    pos *p = &in->pos[i];
+    const src *s = &in->src[p->source];
+    if (s->o.schema == NULL || p->partition < 0)
+      continue;
+    tw_align_stream_stats st;
+    if (tw_align_stream_stats_get(in->al, s->stream, &st) != TW_OK)
+      continue;
+    size_t cap = s->o.capacity ? s->o.capacity : 65536;
+    int64_t lead = tw_align_split_lead(in->al, s->stream, p->split);
+    bool full = st.buffered * 2 > cap;
+    if (!p->paused && (lead > drift || (full && lead > 0))) {
+      p->paused = true;
+      in->st.pauses++;
+      if (in->o.pause != NULL)
+        in->o.pause(in->o.ud, p->source, p->topic, p->partition, true);
+    } else if (p->paused && (drift == INT64_MAX - 1 || lead <= drift / 2) &&
+               (st.buffered * 4 < cap || lead == 0)) {
+      p->paused = false;
+      if (in->o.pause != NULL)
+        in->o.pause(in->o.ud, p->source, p->topic, p->partition, false);
+    }
+    if (p->paused) {
+      tw_err e;
+      tw_err_init(&e);
+      int rc = tw_align_split_set(in->al, s->stream, p->split, true, now, &e);
+      if (rc != TW_OK)
+        return fail(in, rc, &e, err);
+    }
+  }
+  return TW_OK;
 }
 
 static int advance(tw_ingest *in, int64_t now, uint64_t event, tw_err *err) {
@@ -721,6 +889,11 @@ static int advance(tw_ingest *in, int64_t now, uint64_t event, tw_err *err) {
   if (in->failed)
     return tw_err_set(err, in->failed, "%s", in->fail.msg);
   in->st.watermark_ns = tw_align_watermark(in->al);
+  if (now != INT64_MAX) {
+    int rc2 = backpressure(in, now, err);
+    if (rc2 != TW_OK)
+      return rc2;
+  }
   return step_rows(in, err);
 }
 
@@ -990,7 +1163,15 @@ static int replay_file(tw_ingest *in, const char *file, const char *want,
       }
       if (rc == TW_OK && event == in->event) {
         in->now = now;
-        rc = push(in, &b.msg, now, event, err);
+        if (b.msg.flags & (TW_INGEST_ASSIGNED | TW_INGEST_REVOKED))
+          rc = b.msg.partition < 0
+                   ? tw_err_set(err, TW_EVALIDATE,
+                                "%s: event %" PRIu64
+                                ": a split event without a partition",
+                                file, event)
+                   : split_event(in, &b.msg, now, event, err);
+        else
+          rc = push(in, &b.msg, now, event, err);
         continue;
       }
     }

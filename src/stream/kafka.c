@@ -32,6 +32,7 @@
 #define DEFAULT_QUEUE_WAIT_MS 10000
 #define PROBE_MS 1000
 #define KEY_MAX 256
+#define POLL_BATCH 256 /* messages taken from a partition's queue at once */
 #define DLQ_PREFIX "__connect.errors."
 
 static int64_t now_ms(void) {
@@ -183,6 +184,7 @@ typedef struct part {
   int32_t partition;
   int64_t marked;
   int64_t committed;
+  rd_kafka_queue_t *q; /* its own fetch queue (with a rank), or NULL */
 } part;
 
 struct tw_kafka_consumer {
@@ -198,7 +200,25 @@ struct tw_kafka_consumer {
   char down_msg[256];
   tw_err cb_err; /* an error raised in a callback, for the next poll */
   tw_kafka_consumer_stats st;
+  void (*on_assign)(void *ud, const char *topic, int32_t partition,
+                    bool assigned);
+  void *assign_ud;
+  bool polling; /* inside tw_kafka_consumer_poll: on_assign may run */
+  int64_t (*rank)(void *ud, const char *topic, int32_t partition);
+  void *rank_ud;
+  rd_kafka_message_t **batch; /* POLL_BATCH messages of one queue */
 };
+
+/* Tells the caller about partitions assigned or revoked (during a poll). */
+static void tell_assign(tw_kafka_consumer *c,
+                        const rd_kafka_topic_partition_list_t *pl,
+                        bool assigned) {
+  if (c->on_assign == NULL || !c->polling)
+    return;
+  for (int i = 0; i < pl->cnt; i++)
+    c->on_assign(c->assign_ud, pl->elems[i].topic, pl->elems[i].partition,
+                 assigned);
+}
 
 static part *part_find(tw_kafka_consumer *c, const char *topic, int32_t p) {
   for (size_t i = 0; i < c->nparts; i++)
@@ -221,21 +241,40 @@ static int part_add(tw_kafka_consumer *c, const char *topic, int32_t p) {
   char *t = tw_strdup(topic);
   if (t == NULL)
     return TW_ENOMEM;
-  c->parts[c->nparts++] = (part){t, p, -1, -1};
+  c->parts[c->nparts++] = (part){t, p, -1, -1, NULL};
   return TW_OK;
+}
+
+/* Takes partition x's messages off the consumer queue onto its own, so
+ * that poll chooses which partition to read (the rank). */
+static void part_split(tw_kafka_consumer *c, part *x) {
+  if (c->rank == NULL || x->q != NULL)
+    return;
+  x->q = rd_kafka_queue_get_partition(c->rk, x->topic, x->partition);
+  if (x->q != NULL)
+    rd_kafka_queue_forward(x->q, NULL);
+}
+
+static void part_unsplit(part *x) {
+  if (x->q != NULL)
+    rd_kafka_queue_destroy(x->q);
+  x->q = NULL;
 }
 
 static void part_remove(tw_kafka_consumer *c, const char *topic, int32_t p) {
   part *x = part_find(c, topic, p);
   if (x == NULL)
     return;
+  part_unsplit(x);
   tw_free(x->topic);
   *x = c->parts[--c->nparts];
 }
 
 static void parts_clear(tw_kafka_consumer *c) {
-  for (size_t i = 0; i < c->nparts; i++)
+  for (size_t i = 0; i < c->nparts; i++) {
+    part_unsplit(&c->parts[i]);
     tw_free(c->parts[i].topic);
+  }
   c->nparts = 0;
 }
 
@@ -339,6 +378,14 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
       ae = rd_kafka_incremental_assign(rk, pl);
     else
       re = rd_kafka_assign(rk, pl);
+    if (ae == NULL && re == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < pl->cnt; i++) {
+        part *x = part_find(c, pl->elems[i].topic, pl->elems[i].partition);
+        if (x != NULL)
+          part_split(c, x);
+      }
+      tell_assign(c, pl, true);
+    }
   } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
     if (rd_kafka_assignment_lost(rk)) {
       c->st.partitions_lost += (uint64_t)pl->cnt;
@@ -351,6 +398,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     }
     for (int i = 0; i < pl->cnt; i++)
       part_remove(c, pl->elems[i].topic, pl->elems[i].partition);
+    tell_assign(c, pl, false);
     if (coop)
       ae = rd_kafka_incremental_unassign(rk, pl);
     else
@@ -448,6 +496,15 @@ int tw_kafka_consumer_new(const tw_kafka_consumer_opts *o,
       o->max_record_bytes ? o->max_record_bytes : (size_t)DEFAULT_MAX_RECORD;
   c->unreachable_ms =
       o->unreachable_ms ? o->unreachable_ms : DEFAULT_UNREACHABLE_MS;
+  c->on_assign = o->on_assign;
+  c->assign_ud = o->assign_ud;
+  c->rank = o->rank;
+  c->rank_ud = o->rank_ud;
+  if (c->rank != NULL &&
+      (c->batch = tw_calloc(POLL_BATCH, sizeof *c->batch)) == NULL) {
+    tw_free(c);
+    return tw_err_set(err, TW_ENOMEM, "kafka consumer: out of memory");
+  }
   c->brokers = tw_strdup(o->brokers);
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   rd_kafka_topic_partition_list_t *tl = NULL;
@@ -483,6 +540,7 @@ fail:
   if (c->rk != NULL)
     rd_kafka_destroy(c->rk);
   tw_free(c->brokers);
+  tw_free(c->batch);
   tw_free(c);
   return rc;
 }
@@ -627,6 +685,34 @@ static int deliver(tw_kafka_consumer *c, const rd_kafka_message_t *m,
   return cb(ud, &r);
 }
 
+/* One message of poll: delivered, or an error handled. */
+static int take(tw_kafka_consumer *c, const rd_kafka_message_t *m,
+                tw_kafka_record_cb cb, void *ud, size_t *got, tw_err *err) {
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return consumer_error(c, m, err);
+  brokers_up(c);
+  (*got)++;
+  return deliver(c, m, cb, ud, err);
+}
+
+/* The owned partition with messages waiting in its own queue whose rank
+ * is lowest, or NULL. */
+static part *lowest_ready(tw_kafka_consumer *c) {
+  part *best = NULL;
+  int64_t br = 0;
+  for (size_t i = 0; i < c->nparts; i++) {
+    part *x = &c->parts[i];
+    if (x->q == NULL || rd_kafka_queue_length(x->q) == 0)
+      continue;
+    int64_t r = c->rank(c->rank_ud, x->topic, x->partition);
+    if (best == NULL || r < br) {
+      best = x;
+      br = r;
+    }
+  }
+  return best;
+}
+
 int tw_kafka_consumer_poll(tw_kafka_consumer *c, int timeout_ms, size_t max,
                            tw_kafka_record_cb cb, void *ud, size_t *n,
                            tw_err *err) {
@@ -639,23 +725,41 @@ int tw_kafka_consumer_poll(tw_kafka_consumer *c, int timeout_ms, size_t max,
                       "and timeout_ms >= 0 are needed");
   int64_t deadline = now_ms() + timeout_ms;
   int rc = TW_OK;
-  while (got < max) {
-    /* Once a record came, the rest of the batch is only what is queued
-     * already: no clock read per record. */
-    int wait = 0;
-    if (got == 0) {
-      int64_t left = deadline - now_ms();
-      wait = left <= 0 ? 0 : (int)left;
+  c->polling = true;
+  while (got < max && rc == TW_OK) {
+    /* Events, errors and records not (yet) on a partition's own queue. */
+    rd_kafka_message_t *m = NULL;
+    part *x = NULL;
+    if (c->rank != NULL) {
+      m = rd_kafka_consumer_poll(c->rk, 0);
+      if (m == NULL)
+        x = lowest_ready(c);
     }
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, wait);
-    if (m != NULL) {
-      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rc = consumer_error(c, m, err);
-      } else {
-        brokers_up(c);
-        got++;
-        rc = deliver(c, m, cb, ud, err);
+    if (x != NULL) {
+      size_t want = max - got < POLL_BATCH ? max - got : POLL_BATCH;
+      ssize_t k = rd_kafka_consume_batch_queue(x->q, 0, c->batch, want);
+      for (ssize_t i = 0; i < k; i++) {
+        if (rc == TW_OK)
+          rc = take(c, c->batch[i], cb, ud, &got, err);
+        rd_kafka_message_destroy(c->batch[i]);
       }
+    } else if (m == NULL) {
+      /* Once a record came, the rest of the batch is only what is queued
+       * already: no clock read per record. With partition queues the wait
+       * is in slices, a partition's records not waking it. */
+      int wait = 0;
+      if (got == 0) {
+        int64_t left = deadline - now_ms();
+        wait = left <= 0 ? 0 : (int)left;
+        if (c->rank != NULL && wait > 1)
+          wait = 1;
+      }
+      m = rd_kafka_consumer_poll(c->rk, wait);
+      if (m == NULL && (got > 0 || now_ms() >= deadline))
+        break;
+    }
+    if (m != NULL) {
+      rc = take(c, m, cb, ud, &got, err);
       rd_kafka_message_destroy(m);
     }
     if (rc == TW_OK && c->cb_err.code != TW_OK) {
@@ -663,16 +767,41 @@ int tw_kafka_consumer_poll(tw_kafka_consumer *c, int timeout_ms, size_t max,
       (void)tw_err_copy(err, &c->cb_err);
       tw_err_init(&c->cb_err);
     }
-    if (rc != TW_OK)
-      break;
-    if (m == NULL && (got > 0 || now_ms() >= deadline))
-      break;
   }
+  c->polling = false;
   if (rc == TW_OK && got == 0)
     rc = check_reachable(c, err);
   if (n != NULL)
     *n = got;
   return rc;
+}
+
+int tw_kafka_consumer_pause(tw_kafka_consumer *c, const char *topic,
+                            int32_t partition, bool pause, tw_err *err) {
+  if (c == NULL || topic == NULL || partition < 0)
+    return tw_err_set(err, TW_EINVAL,
+                      "kafka pause: a consumer, a topic and a partition >= 0 "
+                      "are needed");
+  if (part_find(c, topic, partition) == NULL)
+    return TW_OK; /* not ours (any more) */
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  if (l == NULL)
+    return tw_err_set(err, TW_ENOMEM, "kafka pause: out of memory");
+  (void)rd_kafka_topic_partition_list_add(l, topic, partition);
+  rd_kafka_resp_err_t e = pause ? rd_kafka_pause_partitions(c->rk, l)
+                                : rd_kafka_resume_partitions(c->rk, l);
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+    e = l->elems[0].err;
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+    return TW_OK; /* not assigned after all */
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return tw_err_set(err, map_err(e), "kafka: %s %s [%" PRId32 "]: %s",
+                      pause ? "pause" : "resume", topic, partition,
+                      rd_kafka_err2str(e));
+  if (pause)
+    c->st.pauses++;
+  return TW_OK;
 }
 
 int tw_kafka_consumer_mark(tw_kafka_consumer *c, const char *topic,
@@ -713,9 +842,10 @@ int tw_kafka_consumer_close(tw_kafka_consumer *c, tw_err *err) {
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR && rc == TW_OK)
     rc = tw_err_set(err, map_err(e), "kafka consumer: close: %s",
                     rd_kafka_err2str(e));
-  rd_kafka_destroy(c->rk);
   parts_clear(c);
+  rd_kafka_destroy(c->rk);
   tw_free(c->parts);
+  tw_free(c->batch);
   tw_free(c->hdrs);
   tw_free(c->brokers);
   tw_free(c);

@@ -149,8 +149,17 @@ def read_all(topic, group, n, timeout=60):
     return got
 
 
-def recorded(path):
-    """(partition, offset) -> body of every record in the recording."""
+SPLIT_FLAGS = 0x8 | 0x10  # TW_INGEST_ASSIGNED | TW_INGEST_REVOKED
+
+
+def flags_of(body):
+    # CDR: event, ingest_ns, source_ns, partition, offset, flags.
+    return struct.unpack_from("<I", body, 4 + 40)[0]
+
+
+def recorded(path, splits=None):
+    """(partition, offset) -> body of every record in the recording; the
+    split events (partitions assigned or revoked) go to splits."""
     seen = {}
     files = sorted(os.listdir(path))
     assert len(files) > 1, "the recording did not rotate"
@@ -167,6 +176,10 @@ def recorded(path):
                 # CDR: event, ingest_ns, source_ns, partition, offset.
                 part, = struct.unpack_from("<i", body, 4 + 24)
                 off, = struct.unpack_from("<q", body, 4 + 32)
+                if flags_of(body) & SPLIT_FLAGS:
+                    if splits is not None:
+                        splits.append((part, flags_of(body)))
+                    continue
                 key = (part, off)
                 assert key not in seen, f"{key} recorded twice"
                 seen[key] = body
@@ -213,8 +226,12 @@ def test_live_kafka_run_and_replay(tmp_path, serve):
     assert summary["late"] < len(recs) // 10
 
     # Every produced record is in the recording exactly once.
-    seen = recorded(rec)
+    splits = []
+    seen = recorded(rec, splits)
     assert len(seen) == len(recs)
+    # The group's assignment came first, as split events: every
+    # partition's watermark held the source's.
+    assert {p for (p, f) in splits if f & 0x8} == {0, 1, 2}, splits
     for p in range(3):
         offs = sorted(o for (q, o) in seen if q == p)
         assert offs == list(range(len(offs))), f"partition {p} has holes"
@@ -278,8 +295,9 @@ def test_ingest_kafka_record_only(tmp_path):
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert s["records"] == 500 and s["raw"] == 500
     with open(out, "rb") as f:
-        n = sum(1 for _, ch, _ in make_reader(f).iter_messages()
-                if ch.topic == "/ingest/rig")
+        n = sum(1 for _, ch, m in make_reader(f).iter_messages()
+                if ch.topic == "/ingest/rig"
+                and not flags_of(m.data) & SPLIT_FLAGS)
     assert n == 500
 
 

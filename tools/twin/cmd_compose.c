@@ -172,6 +172,12 @@ static const cli_opt up_opts[] = {
      "live: a source silent this long stops holding the others (0: never)"},
     {"out-of-order-ms", 0, "MS",
      "live: how late a record may be and still count (50)"},
+    {"partition-idle-ms", 0, "MS",
+     "live: a Kafka partition silent this long stops holding its source "
+     "(1000; 0: never)"},
+    {"max-partition-drift-ms", 0, "MS",
+     "live: also pause a Kafka partition this far ahead of its source "
+     "(0: only when the aligner's buffer fills)"},
     {"output-topic", 0, "TOPIC",
      "live: produce the outputs to this Kafka topic"},
     {"quiet", 'q', NULL, "live: no line per tick"},

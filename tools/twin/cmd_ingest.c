@@ -103,6 +103,8 @@ static const cli_opt replay_opts[] = {
      "replay a recording whose first segments were deleted"},
     {"idle-timeout-ms", 0, "MS", "as given to the live run"},
     {"out-of-order-ms", 0, "MS", "as given to the live run (50)"},
+    {"partition-idle-ms", 0, "MS", "as given to the live run (1000)"},
+    {"max-partition-drift-ms", 0, "MS", "as given to the live run (0)"},
     {"ticks", 0, "N", "as given to the live run"},
     {"json", 0, NULL, "JSON lines: one per tick, then the summary"},
     {"quiet", 'q', NULL, "no line per tick"},

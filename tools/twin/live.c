@@ -59,6 +59,7 @@ typedef struct frame {
 typedef struct lsrc {
   tw_compose_source cs;
   uint32_t index;
+  struct live *owner;
   tw_stream_schema *schema;
   int *field_input;
   tw_kafka_consumer *kc;
@@ -409,6 +410,47 @@ static void *rtsp_thread(void *arg) {
   }
 }
 
+/* A partition assigned to or revoked from a Kafka source's consumer:
+ * recorded, and its watermark holds the source's (tw_ingest_split). */
+static void on_assign(void *ud, const char *topic, int32_t partition,
+                      bool assigned) {
+  lsrc *s = ud;
+  live *l = s->owner;
+  tw_err e;
+  tw_err_init(&e);
+  int rc =
+      tw_ingest_split(l->in, s->index, topic, partition, assigned, l->now, &e);
+  if (rc != TW_OK && l->cb_rc == TW_OK) {
+    l->cb_rc = rc;
+    (void)tw_err_copy(&l->cb_err, &e);
+  }
+}
+
+/* Partitions are read furthest behind first, by event time. */
+static int64_t on_rank(void *ud, const char *topic, int32_t partition) {
+  lsrc *s = ud;
+  return tw_ingest_partition_time(s->owner->in, s->index, topic, partition);
+}
+
+/* Backpressure: a partition running ahead of its source is paused. */
+static void on_pause(void *ud, uint32_t source, const char *topic,
+                     int32_t partition, bool pause) {
+  live *l = ud;
+  lsrc *s = NULL;
+  for (size_t i = 0; i < l->n; i++)
+    if (l->src[i].index == source && l->src[i].kc != NULL)
+      s = &l->src[i];
+  if (s == NULL)
+    return; /* a replay: nothing to pause */
+  tw_err e;
+  tw_err_init(&e);
+  int rc = tw_kafka_consumer_pause(s->kc, topic, partition, pause, &e);
+  if (rc != TW_OK && l->cb_rc == TW_OK) {
+    l->cb_rc = rc;
+    (void)tw_err_copy(&l->cb_err, &e);
+  }
+}
+
 static int open_connector(live *l, lsrc *s, tw_err *err) {
   const tw_compose_source *cs = &s->cs;
   char cid[256];
@@ -424,6 +466,11 @@ static int open_connector(live *l, lsrc *s, tw_err *err) {
     ko.client_id = cid;
     ko.topics = topics;
     ko.ntopics = 1;
+    ko.on_assign = on_assign;
+    ko.assign_ud = s;
+    ko.rank = on_rank;
+    ko.rank_ud = s;
+    s->owner = l;
     rc = tw_kafka_consumer_new(&ko, &s->kc, err);
     if (rc == TW_OK && cs->dead_letter != NULL) {
       tw_kafka_producer_opts po = {0};
@@ -512,6 +559,9 @@ static int build(live *l, const tw_compose_source *srcs, size_t n, bool replay,
   io.max_bytes = o->max_bytes;
   io.trace_path = o->trace;
   io.idle_timeout_ns = o->idle_timeout_ns;
+  io.partition_idle_ns = o->partition_idle_ns;
+  io.max_partition_drift_ns = o->max_partition_drift_ns;
+  io.pause = on_pause;
   io.max_ticks = o->max_ticks;
   io.refused = on_refused;
   io.output = on_output;
@@ -753,10 +803,11 @@ static void summary(live *l, double secs) {
       ",\"raw\":%" PRIu64 ",\"overflow\":%" PRIu64 ",\"missing\":%" PRIu64
       ",\"ticks\":%" PRId64 ",\"segments\":%" PRIu64
       ",\"segments_deleted\":%" PRIu64 ",\"recorded_bytes\":%" PRIu64
-      ",\"sources\":{",
+      ",\"partition_events\":%" PRIu64 ",\"pauses\":%" PRIu64 ",\"sources\":{",
       secs, st.records, st.bytes, st.accepted, st.refused, st.duplicates,
       st.late, st.frames, st.raw, st.overflow, st.missing, st.ticks,
-      st.segments, st.segments_deleted, st.recorded_bytes);
+      st.segments, st.segments_deleted, st.recorded_bytes, st.splits,
+      st.pauses);
   for (size_t i = 0; i < l->n; i++) {
     lsrc *s = &l->src[i];
     tw_align_clock_fit fit;
@@ -939,6 +990,16 @@ int live_opts_of(cli_ctx *cli, const cli_args *args, live_opts *lo) {
     if (cli_parse_uint(cli, "idle-timeout-ms", s, 1ul << 40, &v) != 0)
       return CLI_EXIT_USAGE;
     lo->idle_timeout_ns = (int64_t)v * 1000000;
+  }
+  if ((s = cli_opt_value(cmd, args, "partition-idle-ms")) != NULL) {
+    if (cli_parse_uint(cli, "partition-idle-ms", s, 1ul << 40, &v) != 0)
+      return CLI_EXIT_USAGE;
+    lo->partition_idle_ns = v ? (int64_t)v * 1000000 : -1;
+  }
+  if ((s = cli_opt_value(cmd, args, "max-partition-drift-ms")) != NULL) {
+    if (cli_parse_uint(cli, "max-partition-drift-ms", s, 1ul << 40, &v) != 0)
+      return CLI_EXIT_USAGE;
+    lo->max_partition_drift_ns = (int64_t)v * 1000000;
   }
   lo->out_of_order_ns = 50000000;
   if ((s = cli_opt_value(cmd, args, "out-of-order-ms")) != NULL) {

@@ -13,28 +13,33 @@
 #include "twin/ingest.h"
 
 typedef struct live_opts {
-  tw_graph *graph;          /* NULL: record only (twin ingest) */
-  const char *twin;         /* the twin's name */
-  const char *record;       /* FILE.mcap or DIR of segments, or NULL */
-  uint64_t segment_bytes;   /* rotation */
-  uint64_t max_bytes;       /* bound of a directory */
-  const char *trace;        /* the graph's output trace, or NULL */
-  int64_t max_ticks;        /* stop after this many ticks (0: none) */
-  double duration_s;        /* stop after this long (0: until a signal) */
-  uint64_t max_records;     /* stop after this many records (0: none) */
-  int64_t stop_idle_ns;     /* stop after this long without a record,
-                               once one came (0: never) */
-  int64_t idle_timeout_ns;  /* sources idle this long free the watermark */
-  int64_t out_of_order_ns;  /* bounded out-of-orderness of every source */
-  int64_t sync_interval_ns; /* advance + sync + commit period */
-  const char *output_topic; /* outputs produced to this Kafka topic */
-  const char *client_id;    /* Kafka/MQTT client id prefix */
-  bool json;                /* --json: one line per tick with outputs */
-  bool quiet;               /* no per-tick lines */
+  tw_graph *graph;           /* NULL: record only (twin ingest) */
+  const char *twin;          /* the twin's name */
+  const char *record;        /* FILE.mcap or DIR of segments, or NULL */
+  uint64_t segment_bytes;    /* rotation */
+  uint64_t max_bytes;        /* bound of a directory */
+  const char *trace;         /* the graph's output trace, or NULL */
+  int64_t max_ticks;         /* stop after this many ticks (0: none) */
+  double duration_s;         /* stop after this long (0: until a signal) */
+  uint64_t max_records;      /* stop after this many records (0: none) */
+  int64_t stop_idle_ns;      /* stop after this long without a record,
+                                once one came (0: never) */
+  int64_t idle_timeout_ns;   /* sources idle this long free the watermark */
+  int64_t partition_idle_ns; /* partitions idle this long free their
+                                source's watermark (< 0: never) */
+  int64_t max_partition_drift_ns; /* partitions this far ahead of their
+                                     source are paused (< 0: never) */
+  int64_t out_of_order_ns;        /* bounded out-of-orderness of every source */
+  int64_t sync_interval_ns;       /* advance + sync + commit period */
+  const char *output_topic;       /* outputs produced to this Kafka topic */
+  const char *client_id;          /* Kafka/MQTT client id prefix */
+  bool json;                      /* --json: one line per tick with outputs */
+  bool quiet;                     /* no per-tick lines */
 } live_opts;
 
 /* The options --record, --segment-size, --max-size, --duration,
  * --max-records, --stop-when-idle-ms, --idle-timeout-ms, --out-of-order-ms,
+ * --partition-idle-ms, --max-partition-drift-ms,
  * --output-topic,
  * --json, --quiet and --trace of the command (those it has) into lo. */
 int live_opts_of(cli_ctx *cli, const cli_args *args, live_opts *lo);

@@ -2,7 +2,8 @@
  * test_align.c - the aligner: each grid policy on hand-checked cases,
  * approximate-time sets worked through the ROS ApproximateTime algorithm,
  * late records routed and counted, an idle stream not holding the
- * watermark back, bounded buffers, configuration errors that name the
+ * watermark back, per-split watermarks (a partitioned backlog aligned,
+ * idle and revoked splits), bounded buffers, configuration errors that name the
  * stream, the same output whatever the arrival order within the lateness
  * bound (a property over random permutations), a clock that jumps losing
  * and duplicating nothing, and allocation failures leaving nothing behind.
@@ -278,6 +279,127 @@ static void test_idle_stream(void **state) {
   push_v(a, s1, 600, 101, NULL, 2000);
   push_v(a, s0, 700, 102, NULL, 2000);
   assert_int_equal(tw_align_watermark(a), 599);
+  finish(a, &c);
+}
+
+/* Per-split watermarks: three partitions of one stream read one after the
+ * other (a Kafka backlog). With the splits declared first, nothing is
+ * late and every tick gets its record; the same arrival order without
+ * splits makes the later partitions late. An assigned split that never
+ * delivers holds the watermark until its idle timeout, or until it is
+ * revoked; a split that only delivers late records still moves on. */
+static void push_split(tw_align *a, uint32_t s, uint32_t split, int64_t t,
+                       uint64_t id, int64_t now, bool *late) {
+  tw_align_record r = {
+      .stream = s, .time_ns = t, .seq = id, .id = id, .split = split};
+  tw_err err;
+  tw_err_init(&err);
+  int rc = tw_align_push(a, &r, now, late, &err);
+  if (rc != TW_OK)
+    fail_msg("push %llu: %s", (unsigned long long)id, tw_err_msg(&err));
+}
+
+static size_t backlog(bool declare, size_t *late_out) {
+  capture c;
+  tw_align *a = make(&c, 10, 0);
+  uint32_t s = stream(a, (tw_align_stream_opts){.name = "kafka",
+                                                .policy = TW_ALIGN_EXACT,
+                                                .capacity = 4096});
+  for (uint32_t p = 0; declare && p < 3; p++)
+    assert_int_equal(tw_align_split_set(a, s, p, true, 0, NULL), TW_OK);
+  /* Partition p holds the ticks t = 10 * (3 k + p); each is read whole,
+   * with an advance after every batch of 20. */
+  uint64_t id = 1;
+  for (uint32_t p = 0; p < 3; p++)
+    for (int k = 0; k < 100; k++) {
+      push_split(a, s, p, 10 * (3 * k + (int)p), id++, 1, NULL);
+      if (k % 20 == 19)
+        assert_int_equal(tw_align_advance(a, 1, NULL), TW_OK);
+    }
+  assert_int_equal(tw_align_finish(a, NULL), TW_OK);
+  check_order(&c);
+  size_t records = 0;
+  for (size_t i = 0; i < c.n; i++)
+    records += c.items[i].status == TW_ALIGN_RECORD;
+  *late_out = c.nlate;
+  tw_align_stream_stats st;
+  assert_int_equal(tw_align_stream_stats_get(a, s, &st), TW_OK);
+  assert_int_equal(st.splits, 3);
+  assert_int_equal(st.late, c.nlate);
+  assert_int_equal(st.accepted + st.late, 300);
+  finish(a, &c);
+  return records;
+}
+
+static void test_splits(void **state) {
+  (void)state;
+  size_t late = 0;
+  assert_int_equal(backlog(true, &late), 300);
+  assert_int_equal(late, 0);
+  size_t got = backlog(false, &late);
+  assert_int_equal(got, 300 - late);
+  assert_true(late >= 190); /* most of partitions 1 and 2 */
+
+  /* An assigned split that never delivers: held until its idle timeout. */
+  capture c;
+  memset(&c, 0, sizeof c);
+  tw_align_opts o = {.grid_dt_ns = 10,
+                     .split_idle_timeout_ns = 1000,
+                     .emit = on_emit,
+                     .late = on_late,
+                     .release = on_release,
+                     .ud = &c};
+  tw_align *a = NULL;
+  assert_int_equal(tw_align_new(&o, &a, NULL), TW_OK);
+  uint32_t s =
+      stream(a, (tw_align_stream_opts){.name = "k", .policy = TW_ALIGN_EXACT});
+  assert_int_equal(tw_align_split_set(a, s, 0, true, 0, NULL), TW_OK);
+  assert_int_equal(tw_align_split_set(a, s, 1, true, 0, NULL), TW_OK);
+  for (int k = 0; k < 10; k++)
+    push_split(a, s, 0, 10 * k, (uint64_t)k + 1, 500, NULL);
+  assert_int_equal(tw_align_advance(a, 999, NULL), TW_OK);
+  assert_int_equal(tw_align_watermark(a), INT64_MIN);
+  tw_align_stream_stats st;
+  assert_int_equal(tw_align_stream_stats_get(a, s, &st), TW_OK);
+  assert_int_equal(st.splits, 2);
+  assert_int_equal(st.splits_active, 2);
+  assert_int_equal(tw_align_advance(a, 1000, NULL), TW_OK);
+  assert_int_equal(tw_align_watermark(a), 89); /* split 1 idle */
+  assert_int_equal(tw_align_stream_stats_get(a, s, &st), TW_OK);
+  assert_int_equal(st.splits_active, 1);
+  /* Re-assigned, it holds again from now (the watermark never goes back). */
+  assert_int_equal(tw_align_split_set(a, s, 1, true, 1000, NULL), TW_OK);
+  push_split(a, s, 0, 200, 20, 1100, NULL);
+  assert_int_equal(tw_align_advance(a, 1100, NULL), TW_OK);
+  assert_int_equal(tw_align_watermark(a), 89);
+  /* Revoked, it stops counting at once. */
+  assert_int_equal(tw_align_split_set(a, s, 1, false, 1100, NULL), TW_OK);
+  assert_int_equal(tw_align_watermark(a), 199);
+  /* A split that only delivers late records still moves on: its own
+   * largest time counts them. */
+  bool was_late = false;
+  push_split(a, s, 2, 150, 21, 1200, &was_late);
+  assert_true(was_late);
+  push_split(a, s, 0, 400, 22, 1200, NULL);
+  assert_int_equal(tw_align_watermark(a), 199); /* split 2 at 150 holds */
+  push_split(a, s, 2, 180, 23, 1200, &was_late);
+  assert_true(was_late);
+  push_split(a, s, 2, 300, 24, 1200, &was_late);
+  assert_false(was_late);
+  assert_int_equal(tw_align_watermark(a), 299);
+  /* Bad splits. */
+  tw_err err;
+  tw_err_init(&err);
+  assert_int_equal(
+      tw_align_split_set(a, s, TW_ALIGN_SPLITS_MAX, true, 1200, &err),
+      TW_ELIMIT);
+  assert_non_null(strstr(tw_err_msg(&err), "split"));
+  assert_int_equal(tw_align_split_set(a, 7, 0, true, 1200, &err), TW_EINVAL);
+  tw_align_record r = {
+      .stream = s, .time_ns = 900, .id = 30, .split = TW_ALIGN_SPLITS_MAX};
+  assert_int_equal(tw_align_push(a, &r, 1200, NULL, &err), TW_ELIMIT);
+  assert_int_equal(tw_align_stream_stats_get(a, s, &st), TW_OK);
+  assert_int_equal(st.refused, 1);
   finish(a, &c);
 }
 
@@ -675,6 +797,7 @@ int main(void) {
       TW_TEST(test_policies),
       TW_TEST(test_late_records),
       TW_TEST(test_idle_stream),
+      TW_TEST(test_splits),
       TW_TEST(test_capacity_and_errors),
       TW_TEST(test_approx_perfect),
       TW_TEST(test_approx_imperfect),
