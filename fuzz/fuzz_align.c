@@ -168,6 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   tw_align_opts o = {.grid_start_ns = (int8_t)byte(&rd),
                      .grid_dt_ns = 1 + byte(&rd) % 16,
                      .idle_timeout_ns = byte(&rd) % 4 * 50,
+                     .split_idle_timeout_ns = byte(&rd) % 4 * 30,
                      .max_ticks_per_advance = 256,
                      .emit = on_emit,
                      .late = on_late,
@@ -230,7 +231,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                            .time_ns = t,
                            .seq = next_id,
                            .id = next_id,
-                           .values = v};
+                           .values = v,
+                           .split = (uint32_t)(op >> 5) % 4};
       bool late = false;
       int rc = tw_align_push(f->a, &r, now, &late, NULL);
       if (rc == TW_OK) {
@@ -260,7 +262,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(rc == TW_OK);
       break;
     }
-    default: { /* query */
+    default: { /* query, or a split assigned / revoked */
+      if (op & 0x80 && f->ns > 0) {
+        uint8_t b = byte(&rd);
+        int rc = tw_align_split_set(f->a, b % f->ns, (b >> 3) % 4, b & 0x40,
+                                    now, NULL);
+        CHECK(rc == TW_OK);
+        (void)tw_align_split_lead(f->a, b % f->ns, (b >> 3) % 4);
+        break;
+      }
       check_counters(f);
       tw_align_clock_fit fit;
       tw_align_clock_fit_get(clk, &fit);

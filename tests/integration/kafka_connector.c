@@ -24,7 +24,12 @@
  *      (from SECOND_BATCH) are sent, and B and C share the rest;
  *   6. every record whose seq % DLQ_MOD == DLQ_REM "fails validation" and
  *      is dead-lettered (then flushed, then marked);
- *   7. a reader takes the DLQ topic back.
+ *   7. a reader takes the DLQ topic back;
+ *   8. consumers E and D (groups of their own) read the whole topic with a
+ *      rank (the records taken from the partition so far: the partition
+ *      read least comes first) and an assignment callback; D pauses
+ *      partition 0 after its first 30 of it and resumes it 90 records
+ *      later.
  *
  * Checks: the log holds exactly N records (no retry across the restart
  * wrote one twice); A counted the restart's transport errors; A's commits
@@ -34,7 +39,10 @@
  * stay on one partition in order; the group's final committed offsets are
  * the ends of the partitions; every dead letter carries the original key,
  * value, timestamp and headers and each of Kafka Connect's
- * __connect.errors.* headers with the expected value. Every wait has a
+ * __connect.errors.* headers with the expected value; E and D are told of
+ * their three partitions before the first record, E reads the partition
+ * read least first, D takes nothing of its paused partition, and both get
+ * every record exactly once. Every wait has a
  * deadline and an alarm bounds the run.
  */
 #include <librdkafka/rdkafka.h>
@@ -683,6 +691,137 @@ static void read_dlq(void) {
   note("%d dead letters read back with their headers", n);
 }
 
+/* --- Step 8: ranked reading, assignment, pause ----------------------------
+ */
+
+typedef struct ranked {
+  tw_kafka_consumer *c;
+  int assigned[N_PARTITIONS]; /* assignment callbacks per partition */
+  int taken[N_PARTITIONS];    /* records per partition */
+  int times[N];
+  int total;
+  bool paused;
+  int paused_taken; /* records of partition 0 while paused */
+  int checked;      /* polls whose choice of partition was checked */
+  int hi[N_PARTITIONS];
+} ranked;
+
+static void on_assign_d(void *ud, const char *topic, int32_t partition,
+                        bool assigned) {
+  ranked *d = ud;
+  if (strcmp(topic, TOPIC) != 0 || partition < 0 || partition >= N_PARTITIONS)
+    fail("D: assignment of %s [%d]", topic, (int)partition);
+  if (assigned && d->taken[partition] > 0)
+    fail("D: partition %d assigned after its records", (int)partition);
+  d->assigned[partition] += assigned ? 1 : 0;
+}
+
+static int64_t rank_d(void *ud, const char *topic, int32_t partition) {
+  ranked *d = ud;
+  (void)topic;
+  return partition >= 0 && partition < N_PARTITIONS ? d->taken[partition] : 0;
+}
+
+static int on_record_d(void *ud, const tw_kafka_record *r) {
+  ranked *d = ud;
+  int seq = record_seq(r);
+  if (seq < 0 || seq >= N)
+    fail("D: record without a seq");
+  if (d->assigned[r->partition] == 0)
+    fail("D: a record of partition %d before its assignment",
+         (int)r->partition);
+  d->times[seq]++;
+  d->taken[r->partition]++;
+  d->total++;
+  if (d->paused && r->partition == 0)
+    d->paused_taken++;
+  return TW_OK;
+}
+
+/* D (pause) or E (no pause): the whole topic in a group of its own. */
+static void consume_ranked(const int64_t hi[], bool pause) {
+  static ranked d;
+  memset(&d, 0, sizeof d);
+  for (int p = 0; p < N_PARTITIONS; p++)
+    d.hi[p] = (int)hi[p];
+  const char *name = pause ? "D" : "E";
+  char group[64];
+  (void)snprintf(group, sizeof group, "twin-conn-ranked-%s", name);
+  const char *topics[] = {TOPIC};
+  tw_kafka_consumer_opts o = {0};
+  o.brokers = bootstrap;
+  o.group = group;
+  o.client_id = group;
+  o.topics = topics;
+  o.ntopics = 1;
+  o.config = consumer_config;
+  o.nconfig = sizeof consumer_config / sizeof consumer_config[0];
+  o.on_assign = on_assign_d;
+  o.assign_ud = &d;
+  o.rank = rank_d;
+  o.rank_ud = &d;
+  tw_err err;
+  tw_err_init(&err);
+  check(tw_kafka_consumer_new(&o, &d.c, &err), &err, name);
+  int64_t deadline = now_ms() + STEP_MS;
+  int resume_at = -1;
+  while (d.total < N) {
+    if (now_ms() > deadline)
+      fail("%s: %d of %d records after %d s (taken %d %d %d)", name, d.total, N,
+           STEP_MS / 1000, d.taken[0], d.taken[1], d.taken[2]);
+    size_t got = 0;
+    int before[N_PARTITIONS], lo = N;
+    bool started = true;
+    for (int p = 0; p < N_PARTITIONS; p++) {
+      before[p] = d.taken[p];
+      started = started && d.taken[p] > 0;
+      if (d.taken[p] < d.hi[p] && d.taken[p] < lo)
+        lo = d.taken[p];
+    }
+    check(tw_kafka_consumer_poll(d.c, 100, 16, on_record_d, &d, &got, &err),
+          &err, "poll");
+    /* E: once every partition delivered, all their records are queued
+     * (the first fetch brings them all), and a poll reads the partition
+     * read least: none more than a poll's 16 ahead of the least read. */
+    if (!pause && started) {
+      for (int p = 0; p < N_PARTITIONS; p++)
+        if (d.taken[p] > before[p] && before[p] > lo + 16)
+          fail("E: read partition %d at %d records while another was at %d", p,
+               before[p], lo);
+      d.checked++;
+    }
+    if (pause && !d.paused && resume_at < 0 && d.taken[0] >= 30) {
+      check(tw_kafka_consumer_pause(d.c, TOPIC, 0, true, &err), &err, "pause");
+      d.paused = true;
+      resume_at = d.total + 90;
+    } else if (pause && d.paused && d.total >= resume_at) {
+      check(tw_kafka_consumer_pause(d.c, TOPIC, 0, false, &err), &err,
+            "resume");
+      d.paused = false;
+    }
+  }
+  for (int p = 0; p < N_PARTITIONS; p++)
+    if (d.assigned[p] != 1)
+      fail("%s: partition %d assigned %d times", name, p, d.assigned[p]);
+  for (int i = 0; i < N; i++)
+    if (d.times[i] != 1)
+      fail("%s: record %d taken %d times", name, i, d.times[i]);
+  if (d.paused_taken > 16)
+    fail("D: %d records of paused partition 0", d.paused_taken);
+  if (!pause && d.checked < 20)
+    fail("E: only %d polls checked the partition order", d.checked);
+  tw_kafka_consumer_stats st;
+  tw_kafka_consumer_stats_get(d.c, &st);
+  if (st.pauses != (pause ? 1 : 0))
+    fail("%s: %" PRIu64 " pauses counted", name, st.pauses);
+  check(tw_kafka_consumer_close(d.c, &err), &err, "close");
+  if (pause)
+    note("consumer D: %d records, %d of the paused partition while paused", N,
+         d.paused_taken);
+  else
+    note("consumer E: ranked, %d records, %d polls checked", N, d.checked);
+}
+
 int main(void) {
   bootstrap = getenv("TW_KAFKA_BOOTSTRAP");
   if (!bootstrap || !*bootstrap || !getenv("TW_KAFKA_DIR"))
@@ -706,6 +845,8 @@ int main(void) {
   high_watermarks(rk, hi);
   check_seen(rk, hi);
   read_dlq();
+  consume_ranked(hi, false);
+  consume_ranked(hi, true);
 
   tw_kafka_producer_free(producer);
   rd_kafka_destroy(rk);
