@@ -119,6 +119,42 @@ typedef struct tw_compose_source {
   const char *clock;
 } tw_compose_source;
 
+/* The calibrate: section (docs/twin-compose.md "Calibration"): what
+ * `twin calibrate` fits, against what, how. Names are the compiled
+ * graph's: parameters "COMPONENT.PARAM" (a "COMPONENT.*" entry is
+ * expanded to each of the component's parameters), outputs as in
+ * outputs:. Values are in the parameters' units. Borrowed from c. */
+typedef struct tw_compose_calib_param {
+  const char *name;    /* graph parameter port, "plant.k" */
+  double lower, upper; /* -INFINITY / INFINITY when not bounded */
+  double l2;           /* regularisation weight (sum of squares), 0 */
+  bool has_truth;
+  double truth; /* the known value (truth:), for reports */
+} tw_compose_calib_param;
+
+typedef struct tw_compose_calib_loss {
+  const char *output;  /* a twin output, "plant.x" */
+  const char *channel; /* the recording's channel, "/measured/x" */
+  double weight;       /* of its squared error [1] */
+} tw_compose_calib_loss;
+
+typedef struct tw_compose_calibration {
+  const char *data;       /* the recording fitted (absolute), or NULL */
+  const char *validation; /* held-out recording (absolute), or NULL */
+  const tw_compose_calib_param *params;
+  size_t nparams;
+  const tw_compose_calib_loss *loss;
+  size_t nloss;
+  const char *optimizer; /* "lbfgs", "adam", "gd", or NULL (lbfgs) */
+  int64_t iterations;    /* 0: the optimiser's default */
+  double tolerance;      /* relative loss change; 0: default */
+  double learning_rate;  /* adam / gd; 0: default */
+} tw_compose_calibration;
+
+/* The twin's calibrate: section, or NULL when it has none. */
+TW_API const tw_compose_calibration *
+tw_compose_calibration_get(const tw_compose *c);
+
 TW_API size_t tw_compose_nsources(const tw_compose *c);
 TW_API const tw_compose_source *tw_compose_source_at(const tw_compose *c,
                                                      size_t i);

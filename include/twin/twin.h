@@ -9,6 +9,7 @@
 #include "twin/alloc.h"
 #include "twin/arena.h"
 #include "twin/buf.h"
+#include "twin/calibrate.h"
 #include "twin/checkpoint.h"
 #include "twin/clock.h"
 #include "twin/common.h"

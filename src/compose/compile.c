@@ -193,6 +193,11 @@ static bool quantity(tw_compose *c, json_t *v, const char *want,
   return true;
 }
 
+bool tw__cquantity(tw_compose *c, json_t *v, const char *want, const char *what,
+                   double *out) {
+  return quantity(c, v, want, what, out);
+}
+
 /* The dimension of a time ("s": sign +1) or a rate ("1/s": -1). */
 static bool seconds(tw_compose *c, json_t *v, const char *what, int sign,
                     double *out) {
@@ -1318,9 +1323,10 @@ static int component_graph(tw_compose *c, tw__ccomp *k, json_t *ir) {
 /* --- The twin ------------------------------------------------------------ */
 
 static int header(tw_compose *c, json_t *ir) {
-  static const char *const keys[] = {
-      "twin",    "version",     "dt",      "description", "components",
-      "sources", "connections", "outputs", "profiles",    NULL};
+  static const char *const keys[] = {"twin",        "version",    "dt",
+                                     "description", "components", "sources",
+                                     "connections", "outputs",    "profiles",
+                                     "calibrate",   NULL};
   tw__ckeys(c, c->root, "a twin", keys);
   json_t *name = json_object_get(c->root, "twin");
   if (name == NULL)
@@ -1478,5 +1484,7 @@ int tw__compose_compile(tw_compose *c) {
     tw_graph_free(c->graph);
     c->graph = NULL;
   }
+  if (rc == TW_OK)
+    rc = tw__compose_calibrate(c);
   return rc;
 }

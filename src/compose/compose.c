@@ -468,6 +468,7 @@ static int apply_overlay(tw_compose *c, const char *path) {
 void tw_compose_free(tw_compose *c) {
   if (c == NULL)
     return;
+  tw__compose_calibrate_free(c);
   tw_graph_free(c->graph);
   tw_json_doc_free(c->ir_doc);
   tw_free(c->pairs);

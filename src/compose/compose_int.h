@@ -85,6 +85,13 @@ struct tw_compose {
   unsigned nconv;   /* conversion blocks made */
   tw__cpair *pairs; /* every mark of the IR, for the pass-1 documents */
   size_t npairs, cappairs;
+  /* The calibrate: section (calibrate.c), when the twin has one. */
+  bool has_calib;
+  tw_compose_calibration calib;
+  tw_compose_calib_param *cparams;
+  char **cnames; /* the names cparams point to (owned) */
+  tw_compose_calib_loss *closs;
+  char *cdata, *cvalidation;
 };
 
 /* Diagnostics (compose.c). v locates the problem in whichever file it
@@ -123,5 +130,13 @@ void tw__compose_add(tw_compose *c, unsigned line, unsigned col,
 
 /* The compiler (compile.c): the twin's root into c->ir and c->graph. */
 int tw__compose_compile(tw_compose *c);
+/* A number or a quantity string v in the unit want ("" or NULL:
+ * dimensionless), into *out; a diagnostic naming what otherwise. */
+bool tw__cquantity(tw_compose *c, json_t *v, const char *want, const char *what,
+                   double *out);
+/* The calibrate: section against the compiled graph (c->graph may be NULL
+ * after errors: then only its shape is checked). */
+int tw__compose_calibrate(tw_compose *c);
+void tw__compose_calibrate_free(tw_compose *c);
 
 #endif

@@ -206,7 +206,7 @@ struct tw_kafka_consumer {
   bool polling; /* inside tw_kafka_consumer_poll: on_assign may run */
   int64_t (*rank)(void *ud, const char *topic, int32_t partition);
   void *rank_ud;
-  rd_kafka_message_t **batch; /* POLL_BATCH messages of one queue */
+  rd_kafka_message_t *batch[POLL_BATCH]; /* messages of one queue */
 };
 
 /* Tells the caller about partitions assigned or revoked (during a poll). */
@@ -500,11 +500,6 @@ int tw_kafka_consumer_new(const tw_kafka_consumer_opts *o,
   c->assign_ud = o->assign_ud;
   c->rank = o->rank;
   c->rank_ud = o->rank_ud;
-  if (c->rank != NULL &&
-      (c->batch = tw_calloc(POLL_BATCH, sizeof *c->batch)) == NULL) {
-    tw_free(c);
-    return tw_err_set(err, TW_ENOMEM, "kafka consumer: out of memory");
-  }
   c->brokers = tw_strdup(o->brokers);
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   rd_kafka_topic_partition_list_t *tl = NULL;
@@ -540,7 +535,6 @@ fail:
   if (c->rk != NULL)
     rd_kafka_destroy(c->rk);
   tw_free(c->brokers);
-  tw_free(c->batch);
   tw_free(c);
   return rc;
 }
@@ -845,7 +839,6 @@ int tw_kafka_consumer_close(tw_kafka_consumer *c, tw_err *err) {
   parts_clear(c);
   rd_kafka_destroy(c->rk);
   tw_free(c->parts);
-  tw_free(c->batch);
   tw_free(c->hdrs);
   tw_free(c->brokers);
   tw_free(c);

@@ -203,6 +203,7 @@ def load_yaml(path):
 def test_schema_accepts_every_example_and_valid_golden():
     v = schema_validator()
     files = sorted(glob.glob(os.path.join(SOURCE, "models", "twins", "*.yaml")))
+    files += sorted(glob.glob(os.path.join(SOURCE, "models", "demo", "*.yaml")))
     files += sorted(glob.glob(os.path.join(
         SOURCE, "tests", "golden", "compose", "valid", "*.yaml")))
     assert len(files) >= 10

@@ -285,3 +285,37 @@ fail:;
   tw_err_sys(&err, errno, "cannot write the output");
   return cli_fail(cli, &err);
 }
+
+int cli_compose_load(cli_ctx *cli, const cli_args *args, const char *path,
+                     tw_compose **out) {
+  const cli_cmd *cmd = cli->cmd;
+  tw_compose_opts o;
+  memset(&o, 0, sizeof o);
+  o.ctx = cli->tw;
+  o.profile = cli_opt_value(cmd, args, "profile");
+  o.store = cli_opt_value(cmd, args, "store");
+  if (o.profile != NULL && o.profile[0] == '\0')
+    return cli_usage_error(cli, cmd, "--profile needs a name");
+  const char *files[CLI_MAX_PARAM_FILES + 1];
+  int np = cli_opt_values(cmd, args, "params", files, CLI_MAX_PARAM_FILES);
+  if (np > CLI_MAX_PARAM_FILES)
+    return cli_usage_error(cli, cmd, "at most %d --params files",
+                           CLI_MAX_PARAM_FILES);
+  o.param_files = files;
+  o.nparam_files = (size_t)np;
+  if (cli_wasm_limits(cli, args, &o.limits) != CLI_EXIT_OK)
+    return CLI_EXIT_USAGE;
+  tw_err err;
+  tw_err_init(&err);
+  tw_compose_diags d;
+  tw_compose_diags_init(&d);
+  int rc = tw_compose_load(path, &o, &d, out, &err);
+  tw_buf b = TW_BUF_INIT;
+  if (tw_compose_diags_format(&d, false, &b) == TW_OK && b.len > 0)
+    (void)fwrite(b.data, 1, b.len, cli->errs);
+  tw_buf_fini(&b);
+  tw_compose_diags_fini(&d);
+  if (rc == TW_EVALIDATE)
+    return CLI_EXIT_FAIL;
+  return rc != TW_OK ? cli_fail(cli, &err) : CLI_EXIT_OK;
+}

@@ -115,6 +115,15 @@ int cli_write_out(cli_ctx *cli, const tw_buf *buf);
 #define CLI_DEFAULT_TIMEOUT_MS 10000
 int cli_wasm_limits(cli_ctx *cli, const cli_args *args, tw_wasm_limits *out);
 
+/* A command that loads a twin: its --profile, --params/-p (repeated, at
+ * most CLI_MAX_PARAM_FILES), --store, --fuel and --timeout-ms options,
+ * then the twin at path compiled with them, its diagnostics printed on
+ * stderr. Returns CLI_EXIT_OK with *out set, CLI_EXIT_USAGE, or
+ * CLI_EXIT_FAIL (reported). */
+#define CLI_MAX_PARAM_FILES 16
+int cli_compose_load(cli_ctx *cli, const cli_args *args, const char *path,
+                     tw_compose **out);
+
 /* cli_write_out when format_rc (the result of formatting buf) is TW_OK;
  * otherwise fails with "cannot format the output". */
 int cli_write_formatted(cli_ctx *cli, const tw_buf *buf, int format_rc);

@@ -112,7 +112,6 @@ static const cli_opt replay_opts[] = {
     {"timeout-ms", 0, "N", "deadline per call of each wasm model"},
     {NULL, 0, NULL, NULL}};
 
-#define MAX_PARAM_FILES 16
 #define MAX_LIVE_SOURCES 16
 
 static int run_replay(cli_ctx *cli, const cli_args *args) {
@@ -120,20 +119,6 @@ static int run_replay(cli_ctx *cli, const cli_args *args) {
   const char *twin = cli_opt_value(cmd, args, "twin");
   if (twin == NULL)
     return cli_usage_error(cli, cmd, "--twin TWIN.yaml is required");
-  tw_compose_opts o;
-  memset(&o, 0, sizeof o);
-  o.ctx = cli->tw;
-  o.profile = cli_opt_value(cmd, args, "profile");
-  o.store = cli_opt_value(cmd, args, "store");
-  const char *files[MAX_PARAM_FILES + 1];
-  int np = cli_opt_values(cmd, args, "params", files, MAX_PARAM_FILES);
-  if (np > MAX_PARAM_FILES)
-    return cli_usage_error(cli, cmd, "at most %d --params files",
-                           MAX_PARAM_FILES);
-  o.param_files = files;
-  o.nparam_files = (size_t)np;
-  if (cli_wasm_limits(cli, args, &o.limits) != CLI_EXIT_OK)
-    return CLI_EXIT_USAGE;
   live_opts lo;
   if (live_opts_of(cli, args, &lo) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
@@ -143,26 +128,18 @@ static int run_replay(cli_ctx *cli, const cli_args *args) {
     return CLI_EXIT_USAGE;
   tw_err err;
   tw_err_init(&err);
-  tw_compose_diags d;
-  tw_compose_diags_init(&d);
   tw_compose *c = NULL;
-  int rc = tw_compose_load(twin, &o, &d, &c, &err);
-  tw_buf b = TW_BUF_INIT;
-  if (tw_compose_diags_format(&d, false, &b) == TW_OK && b.len > 0)
-    (void)fwrite(b.data, 1, b.len, cli->errs);
-  tw_buf_fini(&b);
-  tw_compose_diags_fini(&d);
-  if (rc == TW_EVALIDATE)
-    return CLI_EXIT_FAIL;
-  if (rc != TW_OK)
-    return cli_fail(cli, &err);
+  int code0 = cli_compose_load(cli, args, twin, &c);
+  if (code0 != CLI_EXIT_OK)
+    return code0;
   tw_compose_source live[MAX_LIVE_SOURCES];
   int n = live_sources_of(c, live, MAX_LIVE_SOURCES, &err);
   if (n == 0)
-    (void)tw_err_set(&err, TW_EINVAL,
-                     "the twin has no live sources%s: give the profile the "
-                     "recording was made with (--profile live)",
-                     o.profile != NULL ? " in this profile" : "");
+    (void)tw_err_set(
+        &err, TW_EINVAL,
+        "the twin has no live sources%s: give the profile the "
+        "recording was made with (--profile live)",
+        cli_opt_value(cmd, args, "profile") != NULL ? " in this profile" : "");
   int code = CLI_EXIT_OK;
   if (n <= 0) {
     code = cli_fail(cli, &err);

@@ -23,6 +23,7 @@ extern const cli_cmd cmd_compose_up;
 extern const cli_cmd cmd_serve;
 extern const cli_cmd cmd_ingest;
 extern const cli_cmd cmd_replay;
+extern const cli_cmd cmd_calibrate;
 extern const cli_cmd cmd_registry_gc;
 extern const cli_cmd cmd_push;
 extern const cli_cmd cmd_pull;

@@ -3,7 +3,8 @@
  * the graph its text says (unit conversions as gain and affine blocks with
  * the right factors, rates as every, parameters converted into the
  * model's units), runs to the same bits as the hand-written graph, every
- * diagnostic carries its place and code, profiles and overlays lay over
+ * diagnostic carries its place and code, the calibrate: section resolves
+ * against the graph, profiles and overlays lay over
  * the twin, models by digest come from the store, and allocation failures
  * anywhere leave nothing behind.
  */
@@ -299,6 +300,139 @@ static int one_load(void) {
   return rc;
 }
 
+/* The calibrate: section: names expanded against the graph (a wildcard
+ * after explicit entries, which win), bounds in the parameters' units or
+ * from the twin's own min/max, paths relative to the twin; and each
+ * mistake a diagnostic in its place. */
+static const char calib_twin[] =
+    "twin: cal\n"
+    "version: 1\n"
+    "dt: 10 ms\n"
+    "components:\n"
+    "  plant:\n"
+    "    model: builtin:spring_damper\n"
+    "    parameters:\n"
+    "      c: {value: 0.2, min: 0, max: 3}\n"
+    "sources:\n"
+    "  rig: {kind: mcap, path: rec.mcap, topics: {/f: {unit: N}}}\n"
+    "connections:\n"
+    "  - {from: rig./f, to: plant.F}\n"
+    "outputs: [plant.x, plant.v]\n";
+
+static void calibrate_section(void **state) {
+  (void)state;
+  char text[4096];
+  (void)snprintf(text, sizeof text,
+                 "%scalibrate:\n"
+                 "  data: rec.mcap\n"
+                 "  validation: /abs/val.mcap\n"
+                 "  parameters:\n"
+                 "    plant.*: {min: -100, max: 100}\n"
+                 "    plant.k: {min: 500 mN/m, max: 50 N/m, l2: 0.01}\n"
+                 "  loss:\n"
+                 "    - {output: plant.x, channel: /measured/x}\n"
+                 "    - {output: plant.v, channel: /measured/v, weight: 0.5}\n"
+                 "  optimizer: adam\n"
+                 "  iterations: 40\n"
+                 "  learning_rate: 0.01\n"
+                 "  truth: {plant.k: 5 N/m}\n",
+                 calib_twin);
+  tw_compose *c = ok(text, NULL);
+  const tw_compose_calibration *cal = tw_compose_calibration_get(c);
+  assert_non_null(cal);
+  /* plant.k first (explicit), then the rest of the wildcard. */
+  assert_int_equal(cal->nparams, 5);
+  assert_string_equal(cal->params[0].name, "plant.k");
+  assert_true(cal->params[0].lower == 0.5 && cal->params[0].upper == 50);
+  assert_true(cal->params[0].l2 == 0.01);
+  assert_true(cal->params[0].has_truth && cal->params[0].truth == 5);
+  for (size_t i = 1; i < cal->nparams; i++) {
+    assert_true(cal->params[i].lower == -100 && cal->params[i].upper == 100);
+    assert_false(cal->params[i].has_truth);
+    assert_string_not_equal(cal->params[i].name, "plant.k");
+  }
+  char want[256];
+  (void)snprintf(want, sizeof want, "%s/rec.mcap", dir);
+  assert_string_equal(cal->data, want);
+  assert_string_equal(cal->validation, "/abs/val.mcap");
+  assert_int_equal(cal->nloss, 2);
+  assert_string_equal(cal->loss[1].output, "plant.v");
+  assert_string_equal(cal->loss[1].channel, "/measured/v");
+  assert_true(cal->loss[0].weight == 1 && cal->loss[1].weight == 0.5);
+  assert_string_equal(cal->optimizer, "adam");
+  assert_int_equal(cal->iterations, 40);
+  assert_true(cal->learning_rate == 0.01 && cal->tolerance == 0);
+  tw_compose_free(c);
+
+  /* Without bounds in the section, the twin's own (plant.c's min/max);
+   * none at all is allowed here (the job refuses it for L-BFGS). */
+  (void)snprintf(text, sizeof text,
+                 "%scalibrate:\n"
+                 "  parameters: {plant.c: {}, plant.m: null}\n"
+                 "  loss: [{output: plant.x, channel: /x}]\n",
+                 calib_twin);
+  c = ok(text, NULL);
+  cal = tw_compose_calibration_get(c);
+  assert_int_equal(cal->nparams, 2);
+  assert_null(cal->data);
+  for (size_t i = 0; i < 2; i++) {
+    if (strcmp(cal->params[i].name, "plant.c") == 0)
+      assert_true(cal->params[i].lower == 0 && cal->params[i].upper == 3);
+    else
+      assert_true(isinf(cal->params[i].lower) && isinf(cal->params[i].upper));
+  }
+  tw_compose_free(c);
+  c = ok(calib_twin, NULL);
+  assert_null(tw_compose_calibration_get(c));
+  tw_compose_free(c);
+
+  /* Mistakes. */
+  (void)snprintf(text, sizeof text,
+                 "%scalibrate:\n"
+                 "  parameters:\n"
+                 "    pump.k: {min: 0, max: 1}\n"
+                 "    plant.q: {min: 0, max: 1}\n"
+                 "    plant.k: {min: 5 s, max: 1}\n"
+                 "    plant.m: {min: 2, max: 1}\n"
+                 "    plant.x0: {min: 5, max: 6}\n"
+                 "    plant.v0: {l2: -1}\n"
+                 "    k: {}\n"
+                 "  loss:\n"
+                 "    - {output: plant.y, channel: /y}\n"
+                 "    - {output: plant.x, channel: /x, weight: -2}\n"
+                 "    - {output: plant.x}\n"
+                 "  optimizer: newton\n"
+                 "  iterations: 0\n"
+                 "  tolerance: -1\n"
+                 "  truth: {plant.c: 1}\n"
+                 "  speed: 3\n",
+                 calib_twin);
+  char *d = diags_of(text, NULL);
+  has(d, "calibrate: no component 'pump'");
+  has(d, "no parameter 'plant.q' in the twin");
+  has(d, "plant.k's min must be in N/m");
+  has(d, "plant.m: min 2 is above max 1");
+  has(d, "plant.x0 starts at 1 (element 0), outside its bounds [5, 6]");
+  has(d, "plant.v0's l2 must be a finite number >= 0");
+  has(d, "'k' is not a parameter (COMPONENT.PARAM or COMPONENT.*)");
+  has(d, "'plant.y' is not an output of the twin");
+  has(d, "a loss term's weight must be a finite number >= 0");
+  has(d, "a loss term needs channel");
+  has(d, "calibrate.optimizer must be lbfgs, adam or gd");
+  has(d, "calibrate.iterations must be an integer from 1 to 1e8");
+  has(d, "calibrate.tolerance must be a finite number > 0");
+  has(d, "calibrate.truth: 'plant.c' is not a calibrated parameter");
+  has(d, "unknown key 'speed' in calibrate");
+  has(d, "t.yaml:19:"); /* plant.m's line */
+  tw_free(d);
+  (void)snprintf(text, sizeof text, "%scalibrate: {data: x.mcap}\n",
+                 calib_twin);
+  d = diags_of(text, NULL);
+  has(d, "calibrate needs parameters");
+  has(d, "calibrate needs a loss");
+  tw_free(d);
+}
+
 static void allocation_failures(void **state) {
   (void)state;
   TW_TEST_ALLOC_FAILURES(one_load());
@@ -311,6 +445,7 @@ int main(void) {
       TW_TEST(diagnostics_as_json),
       TW_TEST(profiles_and_overlays),
       TW_TEST(digests),
+      TW_TEST(calibrate_section),
       TW_TEST(allocation_failures),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
