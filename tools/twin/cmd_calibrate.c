@@ -131,6 +131,22 @@ static void polyline(tw_buf *b, const double *v, size_t n, size_t stride,
   (void)tw_buf_puts(b, "\"/>\n");
 }
 
+/* Measured samples as dots (at most about 400 of them). */
+static void dots(tw_buf *b, const double *v, size_t n, size_t stride, double lo,
+                 double hi, const char *fill) {
+  const double W = 760, H = 300, X0 = 60, Y0 = 20;
+  size_t step = n > 400 ? n / 400 : 1;
+  for (size_t i = 0; i < n; i += step) {
+    double y = v[i * stride];
+    if (!isfinite(y))
+      continue;
+    double px = X0 + W * (double)i / (double)(n > 1 ? n - 1 : 1);
+    double py = Y0 + H * (1 - (y - lo) / (hi > lo ? hi - lo : 1));
+    (void)tw_buf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"1.6\" %s/>\n",
+                        px, py, fill);
+  }
+}
+
 static void svg_open(tw_buf *b, const char *title, double lo, double hi,
                      const char *xlabel, const char *ylabel) {
   (void)tw_buf_printf(
@@ -203,17 +219,20 @@ static int write_report(const char *dir, const char *twin,
     tw_buf_reset(&b);
     char title[256];
     (void)snprintf(title, sizeof title,
-                   "%s (%s): measured (grey), start (orange), fitted (blue), "
-                   "%.0f s",
+                   "%s (%s): measured (grey dots), start (orange), fitted "
+                   "(blue), %.0f s",
                    cal->loss[l].output, cal->loss[l].channel,
                    (double)n * r->dt);
     svg_open(&b, title, lo, hi, "time", cal->loss[l].output);
-    polyline(&b, series[0], n, r->ny, lo, hi, false,
-             "stroke=\"#999\" stroke-width=\"1\"");
+    (void)tw_buf_printf(&b,
+                        "<text x=\"60\" y=\"334\">0 s</text><text x=\"820\" "
+                        "y=\"334\" text-anchor=\"end\">%.3g s</text>\n",
+                        (double)(n > 0 ? n - 1 : 0) * r->dt);
     polyline(&b, series[1], n, r->ny, lo, hi, false,
              "stroke=\"#ff7f0e\" stroke-width=\"1\"");
     polyline(&b, series[2], n, r->ny, lo, hi, false,
              "stroke=\"#1f77b4\" stroke-width=\"1.5\"");
+    dots(&b, series[0], n, r->ny, lo, hi, "fill=\"#555\"");
     (void)tw_buf_puts(&b, "</svg>\n");
     tw_buf_reset(&path);
     /* trajectories.svg, then trajectories-1.svg, ... for more terms. */
