@@ -627,6 +627,48 @@ static pos *position(tw_ingest *in, const tw_ingest_msg *m, bool add) {
 
 static int open_recording(tw_ingest *in, tw_err *err);
 
+/* Opens the recording at the first event. */
+static int start(tw_ingest *in, tw_err *err) {
+  if (in->started)
+    return TW_OK;
+  in->started = true;
+  tw_err oe;
+  tw_err_init(&oe);
+  int rc = open_recording(in, &oe);
+  return rc == TW_OK ? TW_OK : fail(in, rc, &oe, err);
+}
+
+/* Writes record event m to its source's channel (a new segment repeats
+ * the schemas bound so far). */
+static int record_msg(tw_ingest *in, const tw_ingest_msg *m, int64_t now,
+                      uint64_t event, tw_err *err) {
+  if (in->rec == NULL)
+    return TW_OK;
+  tw_buf_reset(&in->body);
+  tw_err e;
+  tw_err_init(&e);
+  int rc = tw__ingest_encode_record(&in->body, event, now, m);
+  if (rc != TW_OK)
+    return fail(
+        in, rc, &e,
+        (tw_err_set(&e, rc, "ingest: cannot encode a record of %zu bytes",
+                    m->len),
+         err));
+  uint64_t opened = tw__recorder_opened(in->rec);
+  rc = tw__recorder_write(in->rec, m->source, event, now,
+                          m->source_ns != INT64_MIN ? m->source_ns : now,
+                          in->body.data, in->body.len, &e);
+  if (rc != TW_OK)
+    return fail(in, rc, &e, err);
+  for (size_t i = 0; opened != tw__recorder_opened(in->rec) && i < in->nbound;
+       i++) {
+    rc = record_schema(in, &in->bound[i], err);
+    if (rc != TW_OK)
+      return rc;
+  }
+  return TW_OK;
+}
+
 static int push(tw_ingest *in, const tw_ingest_msg *msg, int64_t now,
                 uint64_t event, tw_err *err) {
   /* A record with more headers than a recording keeps: its first ones
@@ -639,14 +681,9 @@ static int push(tw_ingest *in, const tw_ingest_msg *msg, int64_t now,
     cut.flags |= TW_INGEST_HEADERS_CUT;
     m = &cut;
   }
-  if (!in->started) {
-    in->started = true;
-    tw_err oe;
-    tw_err_init(&oe);
-    int rc = open_recording(in, &oe);
-    if (rc != TW_OK)
-      return fail(in, rc, &oe, err);
-  }
+  int orc = start(in, err);
+  if (orc != TW_OK)
+    return orc;
   pos *p = NULL;
   if (m->offset >= 0) {
     p = position(in, m, true);
@@ -657,32 +694,9 @@ static int push(tw_ingest *in, const tw_ingest_msg *msg, int64_t now,
       return TW_OK;
     }
   }
-  if (in->rec != NULL) {
-    tw_buf_reset(&in->body);
-    tw_err e;
-    tw_err_init(&e);
-    int rc = tw__ingest_encode_record(&in->body, event, now, m);
-    if (rc != TW_OK)
-      return fail(in, rc, &e,
-                  (tw_err_set(&e, rc,
-                              "ingest: cannot encode a record of %zu "
-                              "bytes",
-                              m->len),
-                   err));
-    uint64_t opened = tw__recorder_opened(in->rec);
-    rc = tw__recorder_write(in->rec, m->source, event, now,
-                            m->source_ns != INT64_MIN ? m->source_ns : now,
-                            in->body.data, in->body.len, &e);
-    if (rc != TW_OK)
-      return fail(in, rc, &e, err);
-    /* A new segment repeats the schemas bound so far. */
-    for (size_t i = 0; opened != tw__recorder_opened(in->rec) && i < in->nbound;
-         i++) {
-      rc = record_schema(in, &in->bound[i], err);
-      if (rc != TW_OK)
-        return rc;
-    }
-  }
+  int rc = record_msg(in, m, now, event, err);
+  if (rc != TW_OK)
+    return rc;
   if (p != NULL)
     p->offset = m->offset;
   in->event = event + 1;
@@ -716,34 +730,12 @@ int tw_ingest_push(tw_ingest *in, const tw_ingest_msg *msg, int64_t now_ns,
  * flag), recorded first like every event. */
 static int split_event(tw_ingest *in, const tw_ingest_msg *m, int64_t now,
                        uint64_t event, tw_err *err) {
-  if (!in->started) {
-    in->started = true;
-    tw_err oe;
-    tw_err_init(&oe);
-    int rc = open_recording(in, &oe);
-    if (rc != TW_OK)
-      return fail(in, rc, &oe, err);
-  }
-  if (in->rec != NULL) {
-    tw_buf_reset(&in->body);
-    tw_err e;
-    tw_err_init(&e);
-    int rc = tw__ingest_encode_record(&in->body, event, now, m);
-    if (rc != TW_OK)
-      return fail(in, rc, &e,
-                  (tw_err_set(&e, rc, "ingest: out of memory"), err));
-    uint64_t opened = tw__recorder_opened(in->rec);
-    rc = tw__recorder_write(in->rec, m->source, event, now, now, in->body.data,
-                            in->body.len, &e);
-    if (rc != TW_OK)
-      return fail(in, rc, &e, err);
-    for (size_t i = 0; opened != tw__recorder_opened(in->rec) && i < in->nbound;
-         i++) {
-      rc = record_schema(in, &in->bound[i], err);
-      if (rc != TW_OK)
-        return rc;
-    }
-  }
+  int orc = start(in, err);
+  if (orc != TW_OK)
+    return orc;
+  int rc = record_msg(in, m, now, event, err);
+  if (rc != TW_OK)
+    return rc;
   in->event = event + 1;
   in->st.events++;
   in->st.splits++;
@@ -761,8 +753,7 @@ static int split_event(tw_ingest *in, const tw_ingest_msg *m, int64_t now,
     return TW_OK; /* the aligner, when made, declares it */
   tw_err e;
   tw_err_init(&e);
-  int rc =
-      tw_align_split_set(in->al, s->stream, p->split, p->assigned, now, &e);
+  rc = tw_align_split_set(in->al, s->stream, p->split, p->assigned, now, &e);
   return rc == TW_OK ? TW_OK : fail(in, rc, &e, err);
 }
 
@@ -856,14 +847,9 @@ static int advance(tw_ingest *in, int64_t now, uint64_t event, tw_err *err) {
    * that never sees a record leaves no recording). */
   if (!in->replaying && in->st.records == 0 && in->st.duplicates == 0)
     return TW_OK;
-  if (!in->started) {
-    in->started = true;
-    tw_err oe;
-    tw_err_init(&oe);
-    int rc = open_recording(in, &oe);
-    if (rc != TW_OK)
-      return fail(in, rc, &oe, err);
-  }
+  int orc = start(in, err);
+  if (orc != TW_OK)
+    return orc;
   if (in->rec != NULL) {
     tw_buf_reset(&in->body);
     int rc = tw__ingest_encode_clock(&in->body, event, now);
