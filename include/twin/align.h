@@ -37,8 +37,9 @@
  * so a backlog read partition by partition is aligned instead of late. A
  * split declared active before its first record (an assignment) holds the
  * watermark until it delivers or goes idle (split_idle_timeout_ns of
- * processing time without records); when no split counts, the stream's
- * watermark is its largest event time, as without splits.
+ * processing time without records, counted from the later of its
+ * assignment and the stream's first record); when no split counts, the
+ * stream's watermark is its largest event time, as without splits.
  * Frames (opaque payloads) are reindexed, never interpolated: LINEAR is a
  * configuration error on them. Every accepted record is released exactly
  * once through the release callback; nothing is lost or duplicated.

@@ -493,6 +493,16 @@ int tw_align_push(tw_align *a, const tw_align_record *rec, int64_t now_ns,
     s->st.refused++;
     return src;
   }
+  /* Splits assigned before the stream's first record wait from that
+   * record, not from their assignment: a consumer assigned partitions
+   * takes a while to fetch the first of them, and the others must not be
+   * idle by then. */
+  if (!s->delivered) {
+    s->delivered = true;
+    for (uint32_t k = 0; k < s->nsplits; k++)
+      if (s->splits[k].active && !s->splits[k].has_max)
+        s->splits[k].last_active = now_ns;
+  }
   sp->active = true;
   sp->last_active = now_ns;
   s->active_set = true;

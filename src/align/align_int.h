@@ -54,7 +54,8 @@ typedef struct tw__align_stream {
    * settling never allocates. */
   tw__align_rec *heap;
   size_t nheap, heapcap;
-  int64_t wm; /* the stream's watermark at the last update */
+  int64_t wm;     /* the stream's watermark at the last update */
+  bool delivered; /* a record has arrived (split idleness counts from it) */
   tw_align_stream_stats st;
 } tw__align_stream;
 

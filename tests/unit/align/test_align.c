@@ -353,51 +353,54 @@ static void test_splits(void **state) {
   assert_int_equal(tw_align_new(&o, &a, NULL), TW_OK);
   uint32_t s =
       stream(a, (tw_align_stream_opts){.name = "k", .policy = TW_ALIGN_EXACT});
+  /* Assigned at 0, the stream's first record at 500: split 1's wait
+   * counts from 500, so it holds until 1500. */
   assert_int_equal(tw_align_split_set(a, s, 0, true, 0, NULL), TW_OK);
   assert_int_equal(tw_align_split_set(a, s, 1, true, 0, NULL), TW_OK);
   for (int k = 0; k < 10; k++)
     push_split(a, s, 0, 10 * k, (uint64_t)k + 1, 500, NULL);
-  assert_int_equal(tw_align_advance(a, 999, NULL), TW_OK);
+  push_split(a, s, 0, 95, 11, 1400, NULL);
+  assert_int_equal(tw_align_advance(a, 1499, NULL), TW_OK);
   assert_int_equal(tw_align_watermark(a), INT64_MIN);
   tw_align_stream_stats st;
   assert_int_equal(tw_align_stream_stats_get(a, s, &st), TW_OK);
   assert_int_equal(st.splits, 2);
   assert_int_equal(st.splits_active, 2);
-  assert_int_equal(tw_align_advance(a, 1000, NULL), TW_OK);
-  assert_int_equal(tw_align_watermark(a), 89); /* split 1 idle */
+  assert_int_equal(tw_align_advance(a, 1500, NULL), TW_OK);
+  assert_int_equal(tw_align_watermark(a), 94); /* split 1 idle */
   assert_int_equal(tw_align_stream_stats_get(a, s, &st), TW_OK);
   assert_int_equal(st.splits_active, 1);
   /* Re-assigned, it holds again from now (the watermark never goes back). */
-  assert_int_equal(tw_align_split_set(a, s, 1, true, 1000, NULL), TW_OK);
-  push_split(a, s, 0, 200, 20, 1100, NULL);
-  assert_int_equal(tw_align_advance(a, 1100, NULL), TW_OK);
-  assert_int_equal(tw_align_watermark(a), 89);
+  assert_int_equal(tw_align_split_set(a, s, 1, true, 1500, NULL), TW_OK);
+  push_split(a, s, 0, 200, 20, 1600, NULL);
+  assert_int_equal(tw_align_advance(a, 1600, NULL), TW_OK);
+  assert_int_equal(tw_align_watermark(a), 94);
   /* Revoked, it stops counting at once. */
-  assert_int_equal(tw_align_split_set(a, s, 1, false, 1100, NULL), TW_OK);
+  assert_int_equal(tw_align_split_set(a, s, 1, false, 1600, NULL), TW_OK);
   assert_int_equal(tw_align_watermark(a), 199);
   /* A split that only delivers late records still moves on: its own
    * largest time counts them. */
   bool was_late = false;
-  push_split(a, s, 2, 150, 21, 1200, &was_late);
+  push_split(a, s, 2, 150, 21, 1700, &was_late);
   assert_true(was_late);
-  push_split(a, s, 0, 400, 22, 1200, NULL);
+  push_split(a, s, 0, 400, 22, 1700, NULL);
   assert_int_equal(tw_align_watermark(a), 199); /* split 2 at 150 holds */
-  push_split(a, s, 2, 180, 23, 1200, &was_late);
+  push_split(a, s, 2, 180, 23, 1700, &was_late);
   assert_true(was_late);
-  push_split(a, s, 2, 300, 24, 1200, &was_late);
+  push_split(a, s, 2, 300, 24, 1700, &was_late);
   assert_false(was_late);
   assert_int_equal(tw_align_watermark(a), 299);
   /* Bad splits. */
   tw_err err;
   tw_err_init(&err);
   assert_int_equal(
-      tw_align_split_set(a, s, TW_ALIGN_SPLITS_MAX, true, 1200, &err),
+      tw_align_split_set(a, s, TW_ALIGN_SPLITS_MAX, true, 1700, &err),
       TW_ELIMIT);
   assert_non_null(strstr(tw_err_msg(&err), "split"));
-  assert_int_equal(tw_align_split_set(a, 7, 0, true, 1200, &err), TW_EINVAL);
+  assert_int_equal(tw_align_split_set(a, 7, 0, true, 1700, &err), TW_EINVAL);
   tw_align_record r = {
       .stream = s, .time_ns = 900, .id = 30, .split = TW_ALIGN_SPLITS_MAX};
-  assert_int_equal(tw_align_push(a, &r, 1200, NULL, &err), TW_ELIMIT);
+  assert_int_equal(tw_align_push(a, &r, 1700, NULL, &err), TW_ELIMIT);
   assert_int_equal(tw_align_stream_stats_get(a, s, &st), TW_OK);
   assert_int_equal(st.refused, 1);
   finish(a, &c);
