@@ -737,6 +737,10 @@ int tw_kafka_consumer_poll(tw_kafka_consumer *c, int timeout_ms, size_t max,
           rc = take(c, c->batch[i], cb, ud, &got, err);
         rd_kafka_message_destroy(c->batch[i]);
       }
+      /* A queue holding only control operations yields nothing: the
+       * deadline still bounds the call. */
+      if (k <= 0 && (got > 0 || now_ms() >= deadline))
+        break;
     } else if (m == NULL) {
       /* Once a record came, the rest of the batch is only what is queued
        * already: no clock read per record. With partition queues the wait
