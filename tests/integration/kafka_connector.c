@@ -780,6 +780,12 @@ static void consume_ranked(const int64_t hi[], bool pause) {
     }
     check(tw_kafka_consumer_poll(d.c, 100, 16, on_record_d, &d, &got, &err),
           &err, "poll");
+    /* E: after its first records, a pause lets the first fetch of every
+     * partition arrive (a partition whose queue is still empty is rightly
+     * passed over, which the check below cannot tell from a wrong
+     * order). */
+    if (!pause && got > 0 && d.total == (int)got)
+      (void)usleep(2000 * 1000);
     /* E: once every partition delivered, all their records are queued
      * (the first fetch brings them all), and a poll reads the partition
      * read least: none more than a poll's 16 ahead of the least read. */
