@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -89,6 +90,19 @@ def test_fitted_twin_runs_and_the_residual_is_the_friction(fitted, tmp_path):
     for svg in ("loss.svg", "trajectories.svg"):
         text = (d / "report" / svg).read_text()
         assert text.startswith("<svg") and "<polyline" in text
+        # Well-formed, with labelled ticks on both axes.
+        labels = [t.text or "" for t in
+                  ET.fromstring(text).iter("{http://www.w3.org/2000/svg}text")]
+        ticks = [float(x) for x in labels if re.fullmatch(r"-?[0-9.e+-]+", x)]
+        assert len(ticks) >= 6, labels
+    loss = (d / "report" / "loss.svg").read_text()
+    # The loss falls over decades: its axis is labelled in whole decades,
+    # down to the noise floor's (2.25e-6).
+    decades = [int(x) for x in re.findall(r">1e(-?[0-9]+)<", loss)]
+    assert len(decades) >= 3 and min(decades) <= -6, decades
+    traj = (d / "report" / "trajectories.svg").read_text()
+    # The time axis spans the 30 s recording.
+    assert re.search(r">(25|30)</text>", traj) and "time (s)" in traj
 
 
 def test_bad_input(tmp_path):

@@ -147,20 +147,79 @@ static void dots(tw_buf *b, const double *v, size_t n, size_t stride, double lo,
   }
 }
 
-static void svg_open(tw_buf *b, const char *title, double lo, double hi,
-                     const char *xlabel, const char *ylabel) {
+/* Tick positions for [lo, hi]: multiples of a step of 1, 2, 2.5 or 5
+ * times a power of ten, about 4 to 8 of them (matplotlib's MaxNLocator
+ * steps). Returns how many were written to t (at most max). */
+static size_t nice_ticks(double lo, double hi, double *t, size_t max) {
+  if (!(hi > lo) || !isfinite(lo) || !isfinite(hi)) {
+    t[0] = lo;
+    return 1;
+  }
+  double raw = (hi - lo) / 7, mag = pow(10, floor(log10(raw)));
+  static const double steps[] = {1, 2, 2.5, 5, 10};
+  double step = 10 * mag;
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
+    if (steps[i] * mag >= raw) {
+      step = steps[i] * mag;
+      break;
+    }
+  size_t n = 0;
+  for (double k = ceil(lo / step - 1e-9); n < max; k++) {
+    double v = k * step;
+    if (v > hi + step * 1e-9)
+      break;
+    t[n++] = fabs(v) < step * 1e-9 ? 0 : v;
+  }
+  return n;
+}
+
+/* The plot box's frame, title, axis labels, and ticks with grid lines:
+ * x over [x0, x1] in xunit, y over [lo, hi] (decades of 10 when logy:
+ * lo and hi are then log10 values). */
+static void svg_open(tw_buf *b, const char *title, double x0, double x1,
+                     const char *xlabel, const char *xunit, double lo,
+                     double hi, bool logy, const char *ylabel) {
+  const double W = 760, H = 300, X0 = 60, Y0 = 20;
   (void)tw_buf_printf(
       b,
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"840\" "
       "height=\"380\" font-family=\"sans-serif\" font-size=\"12\">\n"
       "<rect width=\"840\" height=\"380\" fill=\"white\"/>\n"
-      "<text x=\"60\" y=\"14\">%s</text>\n"
+      "<text x=\"60\" y=\"14\">%s</text>\n",
+      title);
+  double t[16];
+  size_t n = nice_ticks(lo, hi, t, 16);
+  for (size_t i = 0; i < n; i++) {
+    double py = Y0 + H * (1 - (hi > lo ? (t[i] - lo) / (hi - lo) : 0.5));
+    (void)tw_buf_printf(b,
+                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" "
+                        "y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
+                        "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">",
+                        X0, py, X0 + W, py, X0 - 4, py + 4);
+    if (logy)
+      (void)tw_buf_printf(b, "1e%g", t[i]);
+    else
+      (void)tw_buf_printf(b, "%.4g", t[i]);
+    (void)tw_buf_puts(b, "</text>\n");
+  }
+  n = nice_ticks(x0, x1, t, 16);
+  for (size_t i = 0; i < n; i++) {
+    double px = X0 + W * (x1 > x0 ? (t[i] - x0) / (x1 - x0) : 0);
+    (void)tw_buf_printf(b,
+                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" "
+                        "y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
+                        "<text x=\"%.1f\" y=\"%.1f\" "
+                        "text-anchor=\"middle\">%.4g</text>\n",
+                        px, Y0, px, Y0 + H, px, Y0 + H + 14, t[i]);
+  }
+  (void)tw_buf_printf(
+      b,
       "<rect x=\"60\" y=\"20\" width=\"760\" height=\"300\" fill=\"none\" "
       "stroke=\"#999\"/>\n"
-      "<text x=\"4\" y=\"26\">%.3g</text><text x=\"4\" y=\"320\">%.3g</text>\n"
-      "<text x=\"440\" y=\"345\" text-anchor=\"middle\">%s</text>\n"
-      "<text x=\"4\" y=\"175\">%s</text>\n",
-      title, hi, lo, xlabel, ylabel);
+      "<text x=\"440\" y=\"352\" text-anchor=\"middle\">%s%s%s%s</text>\n"
+      "<text x=\"14\" y=\"170\" text-anchor=\"middle\" "
+      "transform=\"rotate(-90 14 170)\">%s</text>\n",
+      xlabel, *xunit ? " (" : "", xunit, *xunit ? ")" : "", ylabel);
 }
 
 static int write_report(const char *dir, const char *twin,
@@ -179,8 +238,14 @@ static int write_report(const char *dir, const char *twin,
         hi = fmax(hi, log10(r->curve[i]));
       }
     if (isfinite(lo)) {
-      svg_open(&b, "training loss per iteration (log10)", lo, hi, "iteration",
-               "log10 loss");
+      /* Whole decades when the loss spans one or more. */
+      if (hi - lo >= 1) {
+        lo = floor(lo);
+        hi = ceil(hi);
+      }
+      svg_open(&b, "training loss per iteration", 0,
+               (double)(r->ncurve > 1 ? r->ncurve - 1 : 1), "iteration", "", lo,
+               hi, true, "loss (log scale)");
       polyline(&b, r->curve, r->ncurve, 1, lo, hi, true,
                "stroke=\"#1f77b4\" stroke-width=\"1.5\"");
       (void)tw_buf_puts(&b, "</svg>\n");
@@ -223,11 +288,8 @@ static int write_report(const char *dir, const char *twin,
                    "(blue), %.0f s",
                    cal->loss[l].output, cal->loss[l].channel,
                    (double)n * r->dt);
-    svg_open(&b, title, lo, hi, "time", cal->loss[l].output);
-    (void)tw_buf_printf(&b,
-                        "<text x=\"60\" y=\"334\">0 s</text><text x=\"820\" "
-                        "y=\"334\" text-anchor=\"end\">%.3g s</text>\n",
-                        (double)(n > 0 ? n - 1 : 0) * r->dt);
+    svg_open(&b, title, 0, (double)(n > 1 ? n - 1 : 1) * r->dt, "time", "s", lo,
+             hi, false, cal->loss[l].output);
     polyline(&b, series[1], n, r->ny, lo, hi, false,
              "stroke=\"#ff7f0e\" stroke-width=\"1\"");
     polyline(&b, series[2], n, r->ny, lo, hi, false,
