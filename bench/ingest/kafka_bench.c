@@ -44,9 +44,16 @@
  *     --warmup seconds at the same rate (records marked "w" instead of
  *     "s", not measured).
  *
+ *  4. With --pipeline (no broker; nothing else runs): the twin side's work
+ *     per record, records built in memory as produce_all makes them and
+ *     handed to the same callback, polls and checkpoints as above, in
+ *     three configurations: decoded, aligned, stepped and recorded (what
+ *     the twin side of 2 does); the same not recorded; recorded only (a
+ *     source without a schema). ns per record, medians over --reps.
+ *
  *   kafka_bench [--records N] [--reps R] [--rate R] [--seconds S]
  *               [--warmup S] [--dir DIR] [--skip-latency]
- *               [--skip-throughput]
+ *               [--skip-throughput] [--pipeline]
  *
  * Build (after building the library in build/NAME):
  *   gcc -std=c11 -O2 -D_GNU_SOURCE -pthread -Iinclude \
@@ -533,13 +540,13 @@ static int checkpoint(twin *w, tw_err *err) {
     for (size_t k = 0; k < w->nsent; k++)
       lat_add(&w->synced, t - w->sent[k]);
   }
-  for (size_t k = 0; rc == TW_OK && k < w->npend; k++)
+  for (size_t k = 0; rc == TW_OK && w->kc != NULL && k < w->npend; k++)
     rc = tw_kafka_consumer_mark(w->kc, w->pend[k].topic, w->pend[k].partition,
                                 w->pend[k].offset, err);
   for (size_t k = 0; k < w->npend; k++)
     tw_free(w->pend[k].topic);
   w->npend = 0;
-  if (rc == TW_OK)
+  if (rc == TW_OK && w->kc != NULL)
     rc = tw_kafka_consumer_commit_async(w->kc, err);
   if (rc == TW_OK && w->measure) {
     int64_t t = real_ns();
@@ -550,8 +557,10 @@ static int checkpoint(twin *w, tw_err *err) {
   return rc;
 }
 
-static void twin_open(twin *w, const char *group, const char *topic,
-                      const char *rec) {
+/* The twin's pipeline (graph, schema, ingest) without a consumer; rec
+ * NULL: no recording; decode false: records are recorded only (a source
+ * without a schema). */
+static void twin_pipeline(twin *w, const char *rec, bool decode) {
   memset(w, 0, sizeof *w);
   tw_err err;
   tw_err_init(&err);
@@ -577,11 +586,18 @@ static void twin_open(twin *w, const char *group, const char *topic,
   tw_ingest_source_opts s = {0};
   s.name = "rig";
   s.kind = "kafka";
-  s.schema = w->schema;
-  s.field_input = field_input;
+  s.schema = decode ? w->schema : NULL;
+  s.field_input = decode ? field_input : NULL;
   s.max_out_of_orderness_ns = OUT_OF_ORDER_NS;
   if (tw_ingest_source_add(w->in, &s, &w->index, &err) != TW_OK)
     die("ingest source: %s", err.msg);
+}
+
+static void twin_open(twin *w, const char *group, const char *topic,
+                      const char *rec) {
+  twin_pipeline(w, rec, true);
+  tw_err err;
+  tw_err_init(&err);
   const char *topics[1] = {topic};
   tw_kafka_consumer_opts ko = {0};
   ko.brokers = bootstrap;
@@ -597,6 +613,22 @@ static void twin_open(twin *w, const char *group, const char *topic,
     die("twin consumer: %s", err.msg);
 }
 
+/* live.c's loop after a poll that brought got records: an advance, and
+ * a checkpoint every SYNC_PERIOD_NS or when the poll brought nothing. */
+static void twin_after_poll(twin *w, size_t got, int64_t *last) {
+  tw_err err;
+  tw_err_init(&err);
+  w->now = real_ns();
+  if (w->now - *last >= SYNC_PERIOD_NS || got == 0) {
+    if (checkpoint(w, &err) != TW_OK)
+      die("twin checkpoint: %s", err.msg);
+    *last = w->now;
+  } else if (tw_ingest_advance(w->in, w->now, &err) != TW_OK) {
+    /* live.c advances after every batch */
+    die("twin advance: %s", err.msg);
+  }
+}
+
 /* One round of live.c's loop; false when the poll brought nothing. */
 static bool twin_round(twin *w, int64_t *last) {
   tw_err err;
@@ -607,15 +639,7 @@ static bool twin_round(twin *w, int64_t *last) {
   (void)rc;
   if (rc != TW_OK)
     die("twin poll: %s", w->cb_err.code != TW_OK ? w->cb_err.msg : err.msg);
-  w->now = real_ns();
-  if (w->now - *last >= SYNC_PERIOD_NS || got == 0) {
-    if (checkpoint(w, &err) != TW_OK)
-      die("twin checkpoint: %s", err.msg);
-    *last = w->now;
-  } else if (tw_ingest_advance(w->in, w->now, &err) != TW_OK) {
-    /* live.c advances after every batch */
-    die("twin advance: %s", err.msg);
-  }
+  twin_after_poll(w, got, last);
   return got > 0;
 }
 
@@ -630,7 +654,7 @@ static void twin_close(twin *w, tw_ingest_stats *st) {
   w->end_ns = mono_ns(); /* recorded and committed; closing is not timed,
                             as the raw consumer's is not */
   tw_ingest_stats_get(w->in, st);
-  if (tw_kafka_consumer_close(w->kc, &err) != TW_OK)
+  if (w->kc != NULL && tw_kafka_consumer_close(w->kc, &err) != TW_OK)
     die("twin consumer close: %s", err.msg);
   if (tw_ingest_close(w->in, &err) != TW_OK)
     die("twin ingest close: %s", err.msg);
@@ -667,6 +691,91 @@ static void twin_throughput(int rep, uint64_t n, double *rps,
   if (f != NULL)
     fclose(f);
   (void)unlink(rec);
+}
+
+/* --- The pipeline alone ------------------------------------------------- */
+
+/* The twin side's work per record without a broker: the n records of
+ * produce_all, built in memory and handed to on_kafka (live.c's callback)
+ * in polls of POLL_MAX with live.c's advance and checkpoint after each, as
+ * twin_round does. decode false: a source without a schema (recorded
+ * only); record false: no recording. Returns ns per record. */
+static double pipeline_round(uint64_t n, bool decode, bool record) {
+  char rec[512];
+  (void)snprintf(rec, sizeof rec, "%s/kafka-bench-pipeline-%d.mcap", dir,
+                 (int)getpid());
+  size_t stride = 128;
+  char *vals = malloc((size_t)n * stride), keys[16][32];
+  size_t *lens = malloc((size_t)n * sizeof *lens);
+  if (vals == NULL || lens == NULL)
+    die("out of memory for %" PRIu64 " records", n);
+  int64_t t0_ms = real_ns() / 1000000 - (int64_t)n;
+  for (uint64_t i = 0; i < n; i++)
+    lens[i] =
+        payload(vals + i * stride, stride, i, t0_ms + (int64_t)i, -1, false);
+  for (unsigned k = 0; k < 16; k++)
+    key_of(keys[k], sizeof keys[k], k);
+  twin w;
+  twin_pipeline(&w, record ? rec : NULL, decode);
+  w.now = real_ns();
+  for (int32_t p = 0; p < PARTITIONS; p++)
+    on_assign(&w, TOPIC, p, true);
+  int64_t off[PARTITIONS] = {0}, last = real_ns();
+  int64_t a = mono_ns();
+  for (uint64_t i = 0; i < n; i += POLL_MAX) {
+    uint64_t end = i + POLL_MAX < n ? i + POLL_MAX : n;
+    w.now = real_ns();
+    for (uint64_t j = i; j < end; j++) {
+      /* the producer's keys land on partitions by hash; a record's
+       * partition here is its key's, round robin */
+      int32_t p = (int32_t)((j % 16) % PARTITIONS);
+      tw_kafka_record r = {0};
+      r.topic = TOPIC;
+      r.partition = p;
+      r.offset = off[p]++;
+      r.timestamp_ms = t0_ms + (int64_t)j;
+      r.timestamp_type = TW_KAFKA_TS_CREATE;
+      r.key = keys[j % 16];
+      r.key_len = strlen(keys[j % 16]);
+      r.value = vals + j * stride;
+      r.len = r.size = lens[j];
+      if (on_kafka(&w, &r) != TW_OK)
+        die("pipeline: %s", w.cb_err.msg);
+    }
+    twin_after_poll(&w, end - i, &last);
+  }
+  tw_ingest_stats st;
+  twin_close(&w, &st);
+  double ns = (double)(w.end_ns - a) / (double)n;
+  if (st.records != n || (decode && st.accepted != n))
+    die("pipeline: %" PRIu64 " records, %" PRIu64 " accepted of %" PRIu64,
+        st.records, st.accepted, n);
+  (void)unlink(rec);
+  free(vals);
+  free(lens);
+  return ns;
+}
+
+/* Each configuration reps times (interleaved); one line each. */
+static void pipeline_breakdown(uint64_t n, int reps) {
+  static const struct {
+    const char *name;
+    bool decode, record;
+  } cf[] = {{"decoded, aligned, stepped and recorded", true, true},
+            {"decoded, aligned and stepped, not recorded", true, false},
+            {"recorded only (no schema)", false, true}};
+  double v[3][MAX_REPS];
+  for (int r = 0; r < reps; r++)
+    for (int c = 0; c < 3; c++)
+      v[c][r] = pipeline_round(n, cf[c].decode, cf[c].record);
+  for (int c = 0; c < 3; c++) {
+    double m = median(v[c], reps);
+    printf("{\"bench\":\"ingest_pipeline\",\"impl\":\"twin\",\"config\":"
+           "\"%s\",\"records\":%" PRIu64 ",\"reps\":%d,\"ns_per_record\":"
+           "%.1f,\"records_per_s\":%.0f}\n",
+           cf[c].name, n, reps, m, 1e9 / m);
+  }
+  fflush(stdout);
 }
 
 /* --- Latency ------------------------------------------------------------ */
@@ -840,13 +949,15 @@ int main(int argc, char **argv) {
   uint64_t n = 2000000;
   int reps = 3;
   double rate = 50000, seconds = 10, warm = 3;
-  bool do_tp = true, do_lat = true;
+  bool do_tp = true, do_lat = true, do_pipe = false;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--skip-latency") == 0)
       do_lat = false;
     else if (strcmp(a, "--skip-throughput") == 0)
       do_tp = false;
+    else if (strcmp(a, "--pipeline") == 0)
+      do_pipe = true;
     else if (v == NULL)
       die("%s needs a value", a);
     else if (strcmp(a, "--records") == 0)
@@ -863,13 +974,18 @@ int main(int argc, char **argv) {
       dir = v, i++;
     else
       die("unknown option %s (--records N --reps R --rate R --seconds S "
-          "--warmup S --dir DIR --skip-latency --skip-throughput)",
+          "--warmup S --dir DIR --skip-latency --skip-throughput "
+          "--pipeline)",
           a);
   }
   if (n < 1 || reps < 1 || reps > MAX_REPS || !(rate > 0) || !(seconds > 0) ||
       !(warm >= 0))
     die("need --records >= 1, --reps 1..%d, --rate > 0, --seconds > 0",
         MAX_REPS);
+  if (do_pipe) { /* no broker */
+    pipeline_breakdown(n, reps);
+    return 0;
+  }
   bootstrap = getenv("TW_KAFKA_BOOTSTRAP");
   if (bootstrap == NULL || *bootstrap == '\0')
     die("TW_KAFKA_BOOTSTRAP is not set: run under scripts/kafka run");
