@@ -738,6 +738,16 @@ static int on_record_d(void *ud, const tw_kafka_record *r) {
   return TW_OK;
 }
 
+/* Every partition but p has delivered all its records: a pause of p
+ * that waits for more would wait for ever (when p's first fetch came
+ * late, the others may be nearly done before p is paused). */
+static bool others_done(const ranked *d, int p) {
+  for (int q = 0; q < N_PARTITIONS; q++)
+    if (q != p && d->taken[q] < d->hi[q])
+      return false;
+  return true;
+}
+
 /* D (pause) or E (no pause): the whole topic in a group of its own. */
 static void consume_ranked(const int64_t hi[], bool pause) {
   static ranked d;
@@ -800,7 +810,8 @@ static void consume_ranked(const int64_t hi[], bool pause) {
       check(tw_kafka_consumer_pause(d.c, TOPIC, 0, true, &err), &err, "pause");
       d.paused = true;
       resume_at = d.total + 90;
-    } else if (pause && d.paused && d.total >= resume_at) {
+    } else if (pause && d.paused &&
+               (d.total >= resume_at || others_done(&d, 0))) {
       check(tw_kafka_consumer_pause(d.c, TOPIC, 0, false, &err), &err,
             "resume");
       d.paused = false;
