@@ -103,6 +103,7 @@ def test_fitted_twin_runs_and_the_residual_is_the_friction(fitted, tmp_path):
     traj = (d / "report" / "trajectories.svg").read_text()
     # The time axis spans the 30 s recording.
     assert re.search(r">(25|30)</text>", traj) and "time (s)" in traj
+    assert ">plant.x (m)</text>" in traj
 
 
 def test_bad_input(tmp_path):

@@ -173,20 +173,40 @@ static size_t nice_ticks(double lo, double hi, double *t, size_t max) {
   return n;
 }
 
+/* s as XML text: names and channels come from the twin's file. */
+static void xml_text(tw_buf *b, const char *s) {
+  for (; *s; s++) {
+    switch (*s) {
+    case '&':
+      (void)tw_buf_puts(b, "&amp;");
+      break;
+    case '<':
+      (void)tw_buf_puts(b, "&lt;");
+      break;
+    case '>':
+      (void)tw_buf_puts(b, "&gt;");
+      break;
+    default:
+      (void)tw_buf_putc(b, *s);
+    }
+  }
+}
+
 /* The plot box's frame, title, axis labels, and ticks with grid lines:
- * x over [x0, x1] in xunit, y over [lo, hi] (decades of 10 when logy:
- * lo and hi are then log10 values). */
+ * x over [x0, x1] in xunit, y over [lo, hi] in yunit (decades of 10 when
+ * logy: lo and hi are then log10 values). Units may be "". */
 static void svg_open(tw_buf *b, const char *title, double x0, double x1,
                      const char *xlabel, const char *xunit, double lo,
-                     double hi, bool logy, const char *ylabel) {
+                     double hi, bool logy, const char *ylabel,
+                     const char *yunit) {
   const double W = 760, H = 300, X0 = 60, Y0 = 20;
   (void)tw_buf_printf(
-      b,
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"840\" "
-      "height=\"380\" font-family=\"sans-serif\" font-size=\"12\">\n"
-      "<rect width=\"840\" height=\"380\" fill=\"white\"/>\n"
-      "<text x=\"60\" y=\"14\">%s</text>\n",
-      title);
+      b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"840\" "
+         "height=\"380\" font-family=\"sans-serif\" font-size=\"12\">\n"
+         "<rect width=\"840\" height=\"380\" fill=\"white\"/>\n"
+         "<text x=\"60\" y=\"14\">");
+  xml_text(b, title);
+  (void)tw_buf_puts(b, "</text>\n");
   double t[16];
   size_t n = nice_ticks(lo, hi, t, 16);
   for (size_t i = 0; i < n; i++) {
@@ -213,13 +233,25 @@ static void svg_open(tw_buf *b, const char *title, double x0, double x1,
                         px, Y0, px, Y0 + H, px, Y0 + H + 14, t[i]);
   }
   (void)tw_buf_printf(
-      b,
-      "<rect x=\"60\" y=\"20\" width=\"760\" height=\"300\" fill=\"none\" "
-      "stroke=\"#999\"/>\n"
-      "<text x=\"440\" y=\"352\" text-anchor=\"middle\">%s%s%s%s</text>\n"
-      "<text x=\"14\" y=\"170\" text-anchor=\"middle\" "
-      "transform=\"rotate(-90 14 170)\">%s</text>\n",
-      xlabel, *xunit ? " (" : "", xunit, *xunit ? ")" : "", ylabel);
+      b, "<rect x=\"60\" y=\"20\" width=\"760\" height=\"300\" fill=\"none\" "
+         "stroke=\"#999\"/>\n"
+         "<text x=\"440\" y=\"352\" text-anchor=\"middle\">");
+  xml_text(b, xlabel);
+  if (*xunit) {
+    (void)tw_buf_puts(b, " (");
+    xml_text(b, xunit);
+    (void)tw_buf_puts(b, ")");
+  }
+  (void)tw_buf_puts(b, "</text>\n<text x=\"14\" y=\"170\" "
+                       "text-anchor=\"middle\" "
+                       "transform=\"rotate(-90 14 170)\">");
+  xml_text(b, ylabel);
+  if (*yunit) {
+    (void)tw_buf_puts(b, " (");
+    xml_text(b, yunit);
+    (void)tw_buf_puts(b, ")");
+  }
+  (void)tw_buf_puts(b, "</text>\n");
 }
 
 static int write_report(const char *dir, const char *twin,
@@ -245,7 +277,7 @@ static int write_report(const char *dir, const char *twin,
       }
       svg_open(&b, "training loss per iteration", 0,
                (double)(r->ncurve > 1 ? r->ncurve - 1 : 1), "iteration", "", lo,
-               hi, true, "loss (log scale)");
+               hi, true, "loss (log scale)", "");
       polyline(&b, r->curve, r->ncurve, 1, lo, hi, true,
                "stroke=\"#1f77b4\" stroke-width=\"1.5\"");
       (void)tw_buf_puts(&b, "</svg>\n");
@@ -258,12 +290,14 @@ static int write_report(const char *dir, const char *twin,
   tw_graph *g = tw_compose_graph(c);
   for (size_t l = 0; rc == TW_OK && cal != NULL && l < cal->nloss; l++) {
     size_t col = 0, size = 0, off = 0;
+    const char *unit = "";
     for (size_t i = 0; i < tw_graph_noutputs(g); i++) {
       size_t sz;
       const char *n = tw_graph_output_name(g, i, &sz);
       if (strcmp(n, cal->loss[l].output) == 0) {
         col = off;
         size = sz;
+        unit = tw_graph_output_unit(g, i);
       }
       off += sz;
     }
@@ -289,7 +323,7 @@ static int write_report(const char *dir, const char *twin,
                    cal->loss[l].output, cal->loss[l].channel,
                    (double)n * r->dt);
     svg_open(&b, title, 0, (double)(n > 1 ? n - 1 : 1) * r->dt, "time", "s", lo,
-             hi, false, cal->loss[l].output);
+             hi, false, cal->loss[l].output, unit);
     polyline(&b, series[1], n, r->ny, lo, hi, false,
              "stroke=\"#ff7f0e\" stroke-width=\"1\"");
     polyline(&b, series[2], n, r->ny, lo, hi, false,
