@@ -192,6 +192,16 @@ static void xml_text(tw_buf *b, const char *s) {
   }
 }
 
+/* An axis label: name, then " (unit)" unless unit is "". */
+static void axis_label(tw_buf *b, const char *name, const char *unit) {
+  xml_text(b, name);
+  if (*unit) {
+    (void)tw_buf_puts(b, " (");
+    xml_text(b, unit);
+    (void)tw_buf_puts(b, ")");
+  }
+}
+
 /* The plot box's frame, title, axis labels, and ticks with grid lines:
  * x over [x0, x1] in xunit, y over [lo, hi] in yunit (decades of 10 when
  * logy: lo and hi are then log10 values). Units may be "". */
@@ -216,8 +226,10 @@ static void svg_open(tw_buf *b, const char *title, double x0, double x1,
                         "y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
                         "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">",
                         X0, py, X0 + W, py, X0 - 4, py + 4);
-    if (logy)
-      (void)tw_buf_printf(b, "1e%g", t[i]);
+    if (logy && t[i] == floor(t[i])) /* a decade */
+      (void)tw_buf_printf(b, "1e%.0f", t[i]);
+    else if (logy) /* less than a decade spanned */
+      (void)tw_buf_printf(b, "%.3g", pow(10, t[i]));
     else
       (void)tw_buf_printf(b, "%.4g", t[i]);
     (void)tw_buf_puts(b, "</text>\n");
@@ -236,21 +248,11 @@ static void svg_open(tw_buf *b, const char *title, double x0, double x1,
       b, "<rect x=\"60\" y=\"20\" width=\"760\" height=\"300\" fill=\"none\" "
          "stroke=\"#999\"/>\n"
          "<text x=\"440\" y=\"352\" text-anchor=\"middle\">");
-  xml_text(b, xlabel);
-  if (*xunit) {
-    (void)tw_buf_puts(b, " (");
-    xml_text(b, xunit);
-    (void)tw_buf_puts(b, ")");
-  }
+  axis_label(b, xlabel, xunit);
   (void)tw_buf_puts(b, "</text>\n<text x=\"14\" y=\"170\" "
                        "text-anchor=\"middle\" "
                        "transform=\"rotate(-90 14 170)\">");
-  xml_text(b, ylabel);
-  if (*yunit) {
-    (void)tw_buf_puts(b, " (");
-    xml_text(b, yunit);
-    (void)tw_buf_puts(b, ")");
-  }
+  axis_label(b, ylabel, yunit);
   (void)tw_buf_puts(b, "</text>\n");
 }
 
