@@ -20,6 +20,10 @@
 /* cmocka needs the four headers above first. */
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "twin/twin.h"
 
 static long tw_test_live_at_setup;
@@ -42,6 +46,19 @@ static inline int tw_test_teardown(void **state) {
     return -1;
   }
   return 0;
+}
+
+/* A fresh directory /tmp/PREFIX-XXXXXX into dir (cap bytes), for a
+ * suite's setup; tw_test_rmtree removes it with what it holds. */
+static inline int tw_test_mkdtemp(char *dir, size_t cap, const char *prefix) {
+  (void)snprintf(dir, cap, "/tmp/%s-XXXXXX", prefix);
+  return mkdtemp(dir) != NULL ? 0 : -1;
+}
+
+static inline int tw_test_rmtree(const char *dir) {
+  char cmd[512];
+  (void)snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd) == 0 ? 0 : -1;
 }
 
 #define TW_TEST(fn)                                                            \

@@ -25,16 +25,12 @@ static void write_file(const char *name, const char *text) {
 
 static int setup(void **state) {
   (void)state;
-  (void)snprintf(dir, sizeof dir, "/tmp/tw-test-compose-XXXXXX");
-  assert_non_null(mkdtemp(dir));
-  return 0;
+  return tw_test_mkdtemp(dir, sizeof dir, "tw-test-compose");
 }
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[128];
-  (void)snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  return system(cmd);
+  return tw_test_rmtree(dir);
 }
 
 /* Parses text as a twin in dir; the diagnostics into d (may be NULL). */

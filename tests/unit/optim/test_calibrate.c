@@ -21,16 +21,12 @@ static char dir[64];
 
 static int setup(void **state) {
   (void)state;
-  (void)snprintf(dir, sizeof dir, "/tmp/tw-test-calib-XXXXXX");
-  assert_non_null(mkdtemp(dir));
-  return 0;
+  return tw_test_mkdtemp(dir, sizeof dir, "tw-test-calib");
 }
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[128];
-  (void)snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  return system(cmd);
+  return tw_test_rmtree(dir);
 }
 
 /* A twin over rec.mcap: plant parameters, then a calibrate section. */

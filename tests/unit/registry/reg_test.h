@@ -19,15 +19,12 @@ static char rt_dir[64];
 
 static inline int rt_make_dir(void **state) {
   (void)state;
-  (void)snprintf(rt_dir, sizeof rt_dir, "/tmp/tw-test-registry-XXXXXX");
-  return mkdtemp(rt_dir) != NULL ? 0 : -1;
+  return tw_test_mkdtemp(rt_dir, sizeof rt_dir, "tw-test-registry");
 }
 
 static inline int rt_remove_dir(void **state) {
   (void)state;
-  char cmd[128];
-  (void)snprintf(cmd, sizeof cmd, "rm -rf '%s'", rt_dir);
-  return system(cmd) == 0 ? 0 : -1;
+  return tw_test_rmtree(rt_dir);
 }
 
 /* rt_dir/name (static buffer, one at a time). */
