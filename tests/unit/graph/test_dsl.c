@@ -37,17 +37,19 @@ static const char twg[] =
     "output y = i.y\n"
     "output h = net.out\n";
 
-static char *write_tmp(const char *name, const char *text) {
-  static char path[256];
-  (void)snprintf(path, sizeof path, "/tmp/tw-test-dsl-%ld-%s", (long)getpid(),
-                 name);
+/* Writes text to /tmp/tw-test-dsl-PID-name; the path goes to path (the
+ * caller's: each file is removed by name at the end). */
+static char *write_tmp(char path[static 256], const char *name,
+                       const char *text) {
+  (void)snprintf(path, 256, "/tmp/tw-test-dsl-%ld-%s", (long)getpid(), name);
   assert_int_equal(tw_file_write_atomic(path, text, strlen(text), NULL), TW_OK);
   return path;
 }
 
 static void round_trips(void **state) {
   (void)state;
-  char *p = write_tmp("a.twg", twg);
+  char bp[256], bj[256], bt[256];
+  char *p = write_tmp(bp, "a.twg", twg);
   tw_buf json = TW_BUF_INIT, again = TW_BUF_INIT, canon = TW_BUF_INIT;
   tw_err err;
   tw_err_init(&err);
@@ -62,11 +64,11 @@ static void round_trips(void **state) {
   assert_non_null(strstr(json.data, "\"trainable\": false"));
   /* .twg -> canonical .twg; JSON -> .twg gives the same text. */
   assert_int_equal(tw_graph_format(p, false, &canon, NULL), TW_OK);
-  char *pj = write_tmp("a.json", json.data);
+  char *pj = write_tmp(bj, "a.json", json.data);
   assert_int_equal(tw_graph_format(pj, false, &again, NULL), TW_OK);
   assert_string_equal(canon.data, again.data);
   /* and back to the same JSON. */
-  char *pt = write_tmp("b.twg", canon.data);
+  char *pt = write_tmp(bt, "b.twg", canon.data);
   tw_buf json2 = TW_BUF_INIT;
   assert_int_equal(tw_graph_format(pt, true, &json2, NULL), TW_OK);
   assert_string_equal(json.data, json2.data);
